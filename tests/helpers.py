@@ -1,0 +1,34 @@
+"""Utilities shared by test files: tiny configs, and running code where `tritonvision` cannot be imported."""
+
+import subprocess
+import sys
+import textwrap
+
+BLOCK_TRITONVISION = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    class _BlockTritonvision(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "tritonvision" or name.startswith("tritonvision."):
+                raise ImportError("tritonvision is blocked in this process")
+    sys.meta_path.insert(0, _BlockTritonvision())
+    """
+)
+
+TINY_VIT = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, image_size=32, patch_size=8
+)
+
+
+def run_without_tritonvision(code: str, cwd: str, timeout: int = 240) -> str:
+    """Run `code` in a fresh interpreter whose imports of `tritonvision` fail; return its stdout.
+
+    The subprocess starts in `cwd` (a temporary folder) so nothing of the source tree is importable.
+    """
+    script = BLOCK_TRITONVISION + textwrap.dedent(code)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}")
+    return result.stdout
