@@ -20,21 +20,47 @@ AUTO_MODEL_CLASSES = {
 
 
 def families():
-    """(config class, {Auto class name: model class}, image processor class) for every model family."""
+    """(config class, {Auto class name: model class or classes}, image processor class) for every family."""
     from . import (
         DeiTConfig,
         DeiTForImageClassification,
+        DeiTForImageClassificationWithTeacher,
         DeiTImageProcessor,
         DeiTModel,
+        DetrConfig,
+        DetrForObjectDetection,
+        DetrImageProcessor,
+        DetrModel,
         ViTConfig,
         ViTForImageClassification,
+        ViTHybridConfig,
+        ViTHybridForImageClassification,
+        ViTHybridImageProcessor,
+        ViTHybridModel,
         ViTImageProcessor,
         ViTModel,
     )
 
     rows = [
         (ViTConfig, {"AutoModel": ViTModel, "AutoModelForImageClassification": ViTForImageClassification}, ViTImageProcessor),
-        (DeiTConfig, {"AutoModel": DeiTModel, "AutoModelForImageClassification": DeiTForImageClassification}, DeiTImageProcessor),
+        (
+            DeiTConfig,
+            # A tuple: Transformers picks the one named in `config.architectures`.
+            {
+                "AutoModel": DeiTModel,
+                "AutoModelForImageClassification": (
+                    DeiTForImageClassification,
+                    DeiTForImageClassificationWithTeacher,
+                ),
+            },
+            DeiTImageProcessor,
+        ),
+        (
+            ViTHybridConfig,
+            {"AutoModel": ViTHybridModel, "AutoModelForImageClassification": ViTHybridForImageClassification},
+            ViTHybridImageProcessor,
+        ),
+        (DetrConfig, {"AutoModel": DetrModel, "AutoModelForObjectDetection": DetrForObjectDetection}, DetrImageProcessor),
     ]
     return rows
 
