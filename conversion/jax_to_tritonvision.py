@@ -16,6 +16,7 @@ Subcommand: `tritonvision-convert jax <file.npz> <output-dir> --variant {ViT-B_1
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +76,16 @@ VARIANTS = {
     "R50+ViT-B_16": JaxVariant(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072, patch_size=1,
                                resnet_depths=(3, 4, 9)),
 }
-# Model cards in model_cards/ for the checkpoints the Hub also carries (keyed by variant and image size).
-CARDS = {("ViT-B_16", 224): "vit-base-patch16-224", ("ViT-B_16", 384): "vit-base-patch16-384",
-         ("ViT-B_32", 384): "vit-base-patch32-384", ("ViT-L_16", 224): "vit-large-patch16-224",
-         ("ViT-L_16", 384): "vit-large-patch16-384", ("R50+ViT-B_16", 384): "vit-hybrid-base-bit-384"}
+# Model cards in model_cards/ for checkpoints the Hub also carries: (variant, image size, has a classifier).
+CARDS = {
+    ("ViT-B_16", 224, False): "vit-base-patch16-224-in21k",
+    ("ViT-L_16", 224, False): "vit-large-patch16-224-in21k",
+    ("ViT-B_16", 224, True): "vit-base-patch16-224",
+    ("ViT-B_16", 384, True): "vit-base-patch16-384",
+    ("ViT-L_16", 224, True): "vit-large-patch16-224",
+    ("ViT-L_16", 384, True): "vit-large-patch16-384",
+    ("R50+ViT-B_16", 384, True): "vit-hybrid-base-bit-384",
+}
 
 # Layout changes from Flax to PyTorch, by kind.
 CONV, DENSE, VECTOR, AS_IS, HEADS_IN, HEADS_BIAS, HEADS_OUT = (
@@ -194,7 +201,7 @@ def convert_arrays(arrays: dict) -> tuple[dict, bool]:
 def resize_position_embeddings(table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """`(1, 1 + g*g, D)` -> `(1, 1 + h*w, D)`: the patch part resized bilinearly, the cls position kept."""
     patches = table.shape[1] - 1
-    side = int(round(patches ** 0.5))
+    side = math.isqrt(patches)
     if side * side != patches:
         raise ConversionError(f"position embedding of {patches} patch positions is not a square grid")
     if (side, side) == tuple(grid):
@@ -294,7 +301,7 @@ def convert_npz(arrays: dict, variant: JaxVariant, variant_name: str = "custom v
     state_dict, classify = convert_arrays(arrays)
     prefix = "vit." if classify else ""
     positions = state_dict[prefix + "embeddings.position_embeddings"]
-    native_grid = int(round((positions.shape[1] - 1) ** 0.5))
+    native_grid = math.isqrt(positions.shape[1] - 1)
     image_size = image_size or native_grid * variant.token_stride
     if image_size % variant.token_stride:
         raise ConversionError(f"--image-size {image_size} is not a multiple of the token stride {variant.token_stride}")
@@ -382,7 +389,7 @@ def convert(npz_path, output_dir, variant_name: str | None = None, variant: JaxV
         num_classes = arrays["head/kernel"].shape[1] if classify else 0
         reference = build_timm_reference(variant, image_size, num_classes, npz_path)
         compare = comparison_for(reference, model, classify, image_size, arrays)
-    card_name = card_name or (CARDS.get((variant_name, image_size)) if classify else None)
+    card_name = card_name or CARDS.get((variant_name, image_size, classify))
     return verify_then_write(model, processor, output_dir, compare, tolerance, card_name, overwrite, log)
 
 

@@ -194,7 +194,10 @@ if not _has_op("detr_matching_cost"):
 
 
 def _check_num_targets(num_targets, B: int, T: int, device: torch.device) -> torch.Tensor:
-    """Shape and dtype always; range only when the counts are already on the host (no synchronisation)."""
+    """Shape and dtype always; range only in eager mode with the counts on the host (no synchronisation).
+
+    Under torch.compile the range check is left to the solver, which records it in the problem's status.
+    """
     if num_targets is None:
         return torch.full((B,), T, dtype=torch.int64, device=device)
     if not isinstance(num_targets, torch.Tensor):
@@ -203,7 +206,8 @@ def _check_num_targets(num_targets, B: int, T: int, device: torch.device) -> tor
         raise ValueError(f"num_targets must be an integer tensor, got {num_targets.dtype}")
     if num_targets.shape != (B,):
         raise ValueError(f"num_targets must have shape (B,) = ({B},), got {tuple(num_targets.shape)}")
-    if num_targets.device.type == "cpu" and B and bool(((num_targets < 0) | (num_targets > T)).any()):
+    on_host = num_targets.device.type == "cpu" and not torch.compiler.is_compiling()
+    if on_host and B and bool(((num_targets < 0) | (num_targets > T)).any()):
         raise ValueError(f"num_targets must lie in [0, T] = [0, {T}], got {num_targets.tolist()}")
     return num_targets.to(device=device, dtype=torch.int64)
 
