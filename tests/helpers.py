@@ -32,3 +32,42 @@ def run_without_tritonvision(code: str, cwd: str, timeout: int = 240) -> str:
     if result.returncode != 0:
         raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}")
     return result.stdout
+
+TINY_BIT_BACKBONE = dict(
+    embedding_size=16,
+    hidden_sizes=[32, 64, 128],
+    depths=[2, 1, 2],
+    num_groups=8,
+    global_padding="same",
+    layer_type="bottleneck",
+    embedding_dynamic_padding=True,
+    out_features=["stage3"],
+)
+
+TINY_DETR = dict(
+    d_model=32,
+    encoder_layers=1,
+    decoder_layers=2,
+    encoder_ffn_dim=64,
+    decoder_ffn_dim=64,
+    encoder_attention_heads=2,
+    decoder_attention_heads=2,
+    num_queries=10,
+    num_labels=5,
+    use_pretrained_backbone=False,
+    dropout=0.0,
+    backbone="resnet18",
+)
+
+
+def tiny_hybrid_config(**overrides):
+    import tritonvision
+
+    fields = dict(TINY_VIT, image_size=64, patch_size=1, backbone_config=TINY_BIT_BACKBONE, num_labels=5)
+    return tritonvision.ViTHybridConfig(**{**fields, **overrides})
+
+
+def tiny_detr_config(**overrides):
+    import tritonvision
+
+    return tritonvision.DetrConfig(**{**TINY_DETR, **overrides})
