@@ -7,6 +7,7 @@ and prints the times and ours/stock ratios. Needs a CUDA GPU; elsewhere it says 
 """
 
 import argparse
+import datetime
 import sys
 import time
 
@@ -43,6 +44,7 @@ def main() -> int:
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--width", type=int, default=1066)
     parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--out", help="also write the table as markdown to this file")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("benchmarks/detr.py needs a CUDA GPU; none found, nothing measured.")
@@ -84,10 +86,20 @@ def main() -> int:
         model.train()
         results[name, "train step"] = _time(train, args.iters)
 
-    print(f"DETR-R50, batch {args.batch}, {args.height}x{args.width}, bf16 autocast, {torch.cuda.get_device_name()}")
+    lines = [
+        f"DETR-R50, batch {args.batch}, {args.height}x{args.width}, bf16 autocast, {torch.cuda.get_device_name()}, "
+        f"torch {torch.__version__}, transformers {transformers.__version__}, {datetime.date.today()}",
+        "",
+        "| task | stock ms | ours ms | stock/ours |",
+        "|---|---|---|---|",
+    ]
     for task in ("inference", "train step"):
         stock_ms, ours_ms = results["stock", task], results["ours", task]
-        print(f"{task:>11}: stock {stock_ms:8.2f} ms   ours {ours_ms:8.2f} ms   speed-up x{stock_ms / ours_ms:.2f}")
+        lines.append(f"| {task} | {stock_ms:.2f} | {ours_ms:.2f} | {stock_ms / ours_ms:.2f} |")
+    print("\n".join(lines))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
     return 0
 
 
