@@ -85,6 +85,7 @@ def _flex():
 
 def _impls():
     from torch.nn.attention import SDPBackend
+
     from tritonvision.kernels.triton_attention import fused_attention
 
     impls = [("ours (triton)", lambda q, k, v, m: fused_attention(q, k, v, m, backend="triton"))]

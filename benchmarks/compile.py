@@ -25,7 +25,12 @@ def _vit_pair(device):
     ours = tritonvision.ViTForImageClassification(tritonvision.ViTConfig(**config)).to(device)
     pixel_values = torch.randn(64, 3, 224, 224, device=device)
     labels = torch.randint(0, 1000, (64,), device=device)
-    return stock, ours, {"pixel_values": pixel_values, "labels": labels}, {"pixel_values": pixel_values, "labels": labels}
+    return (
+        stock,
+        ours,
+        {"pixel_values": pixel_values, "labels": labels},
+        {"pixel_values": pixel_values, "labels": labels},
+    )
 
 
 def _detr_pair(device):
@@ -39,11 +44,18 @@ def _detr_pair(device):
     generator = torch.Generator().manual_seed(0)
     counts = torch.randint(1, 20, (8,), generator=generator)
     max_targets = int(counts.max())
-    boxes = torch.cat([torch.rand(8, max_targets, 2, generator=generator) * 0.6 + 0.2,
-                       torch.rand(8, max_targets, 2, generator=generator) * 0.3 + 0.05], dim=-1)
+    boxes = torch.cat(
+        [
+            torch.rand(8, max_targets, 2, generator=generator) * 0.6 + 0.2,
+            torch.rand(8, max_targets, 2, generator=generator) * 0.3 + 0.05,
+        ],
+        dim=-1,
+    )
     classes = torch.randint(0, 91, (8, max_targets), generator=generator)
-    list_labels = [{"class_labels": classes[i, :n].to(device), "boxes": boxes[i, :n].to(device)}
-                   for i, n in enumerate(counts.tolist())]
+    list_labels = [
+        {"class_labels": classes[i, :n].to(device), "boxes": boxes[i, :n].to(device)}
+        for i, n in enumerate(counts.tolist())
+    ]
     padded = {"class_labels": classes.to(device), "boxes": boxes.to(device), "num_targets": counts.to(device)}
     pixel_values = torch.randn(8, 3, 800, 1066, device=device)
     pixel_mask = torch.ones(8, 800, 1066, dtype=torch.long, device=device)
@@ -99,27 +111,45 @@ def main(argv=None) -> int:
         ):
             for variant, runnable in _variants(model, inputs, capturable):
                 try:
-                    times[name, variant] = None if runnable is None else _time_ms(_step_fn(runnable, inputs), args.iters)
+                    times[name, variant] = (
+                        None if runnable is None else _time_ms(_step_fn(runnable, inputs), args.iters)
+                    )
                 except Exception as error:  # a failing variant is reported, the others still run
                     print(f"{case} {name} {variant}: failed: {type(error).__name__}: {error}", file=sys.stderr)
                     times[name, variant] = None
         stock_eager = times["stock", "eager"]
         for variant in ("eager", "compiled", "cuda graphs"):
             mine, theirs = times["ours", variant], times["stock", variant]
-            rows.append((case, variant, theirs, mine,
-                         theirs / mine if theirs and mine else None, stock_eager / mine if stock_eager and mine else None))
+            rows.append(
+                (
+                    case,
+                    variant,
+                    theirs,
+                    mine,
+                    theirs / mine if theirs and mine else None,
+                    stock_eager / mine if stock_eager and mine else None,
+                )
+            )
         del stock, ours
         torch.cuda.empty_cache()
 
     def cell(value, fmt):
         return "n/a" if value is None else format(value, fmt)
 
-    header = (f"# Training step: eager / compiled / CUDA graphs\n\n{torch.cuda.get_device_name()}, torch {torch.__version__}, "
-              f"CUDA {torch.version.cuda}, {datetime.date.today()}\n")
-    lines = [header, "| case | variant | stock ms | ours ms | stock/ours (same variant) | stock eager/ours |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {c} | {v} | {cell(s, '.2f')} | {cell(o, '.2f')} | {cell(r, '.2f')} | {cell(e, '.2f')} |"
-              for c, v, s, o, r, e in rows]
+    header = (
+        "# Training step: eager / compiled / CUDA graphs\n\n"
+        f"{torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+        f"{datetime.date.today()}\n"
+    )
+    lines = [
+        header,
+        "| case | variant | stock ms | ours ms | stock/ours (same variant) | stock eager/ours |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c} | {v} | {cell(s, '.2f')} | {cell(o, '.2f')} | {cell(r, '.2f')} | {cell(e, '.2f')} |"
+        for c, v, s, o, r, e in rows
+    ]
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -20,10 +20,12 @@ def _labels(batch_size: int, device, generator) -> list[dict]:
         count = int(torch.randint(1, 20, (1,), generator=generator))
         centers = torch.rand(count, 2, generator=generator) * 0.6 + 0.2
         sizes = torch.rand(count, 2, generator=generator) * 0.3 + 0.05
-        labels.append({
-            "class_labels": torch.randint(0, 91, (count,), generator=generator).to(device),
-            "boxes": torch.cat([centers, sizes], dim=1).to(device),
-        })
+        labels.append(
+            {
+                "class_labels": torch.randint(0, 91, (count,), generator=generator).to(device),
+                "boxes": torch.cat([centers, sizes], dim=1).to(device),
+            }
+        )
     return labels
 
 
@@ -51,6 +53,7 @@ def main() -> int:
         return 0
 
     import transformers
+
     import tritonvision  # noqa: F401  (registers attn_implementation="triton")
     from tritonvision.modeling.detr_loss import labels_to_padded
     from tritonvision.modeling.modeling_detr import DetrForObjectDetection
@@ -65,12 +68,13 @@ def main() -> int:
     generator = torch.Generator().manual_seed(0)
     pixel_values = torch.randn(args.batch, 3, args.height, args.width, device=device)
     pixel_mask = torch.ones(args.batch, args.height, args.width, dtype=torch.long, device=device)
-    pixel_mask[1::2, :, args.width * 3 // 4:] = 0  # half the batch padded on the right
+    pixel_mask[1::2, :, args.width * 3 // 4 :] = 0  # half the batch padded on the right
     labels = _labels(args.batch, device, generator)
     padded = dict(zip(("class_labels", "boxes", "num_targets"), labels_to_padded(labels, device)))
 
     results = {}
     for name, model, model_labels in (("stock", stock, labels), ("ours", ours, padded)):
+
         def infer(model=model):
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                 model(pixel_values, pixel_mask=pixel_mask)

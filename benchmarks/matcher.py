@@ -20,6 +20,7 @@ import numpy as np
 import scipy
 import scipy.optimize
 import torch
+
 from tritonvision.kernels.hungarian import batched_linear_sum_assignment, detr_matching_cost
 from tritonvision.kernels.matching_cost import detr_cost_reference
 

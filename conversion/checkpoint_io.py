@@ -53,7 +53,7 @@ def load_npz(path) -> dict[str, np.ndarray]:
         raise ConversionError(f"{path} holds no arrays")
     for prefix in NPZ_PREFIXES:
         if all(name.startswith(prefix) for name in arrays):
-            arrays = {name[len(prefix):]: array for name, array in arrays.items()}
+            arrays = {name[len(prefix) :]: array for name, array in arrays.items()}
             break
     return arrays
 
@@ -85,8 +85,9 @@ def load_torch_checkpoint(path) -> tuple[dict[str, torch.Tensor], object]:
                 break
     if not isinstance(state_dict, dict) or not state_dict:
         raise ConversionError(f"{path} does not hold a state dict (got {type(state_dict).__name__})")
-    not_tensors = [str(key) for key, value in state_dict.items() if not isinstance(key, str) or
-                   not isinstance(value, torch.Tensor)]
+    not_tensors = [
+        str(key) for key, value in state_dict.items() if not isinstance(key, str) or not isinstance(value, torch.Tensor)
+    ]
     if not_tensors:
         raise ConversionError(f"{path} is not a state dict of named tensors; other entries: {listing(not_tensors)}")
     return state_dict, args

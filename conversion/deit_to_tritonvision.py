@@ -55,11 +55,17 @@ def read_architecture(state_dict: dict, num_heads: int | None = None) -> dict:
         raise ConversionError(f"width {hidden} is not divisible by {heads} heads; pass --num-heads")
     head = state_dict.get("head.weight")
     return dict(
-        hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads,
-        intermediate_size=state_dict["blocks.0.mlp.fc1.weight"].shape[0] if "blocks.0.mlp.fc1.weight" in state_dict
+        hidden_size=hidden,
+        num_hidden_layers=depth,
+        num_attention_heads=heads,
+        intermediate_size=state_dict["blocks.0.mlp.fc1.weight"].shape[0]
+        if "blocks.0.mlp.fc1.weight" in state_dict
         else 4 * hidden,
-        patch_size=projection.shape[-1], image_size=grid * projection.shape[-1], num_channels=projection.shape[1],
-        qkv_bias="blocks.0.attn.qkv.bias" in state_dict, distilled=distilled,
+        patch_size=projection.shape[-1],
+        image_size=grid * projection.shape[-1],
+        num_channels=projection.shape[1],
+        qkv_bias="blocks.0.attn.qkv.bias" in state_dict,
+        distilled=distilled,
         num_labels=head.shape[0] if head is not None else 0,
     )
 
@@ -81,8 +87,9 @@ def build_processor(image_size: int):
     from ..modeling.image_processing_deit import DeiTImageProcessor
 
     crop_pct = 0.875 if image_size <= 224 else 1.0
-    return DeiTImageProcessor(size={"shortest_edge": int(image_size / crop_pct)},
-                              crop_size={"height": image_size, "width": image_size})
+    return DeiTImageProcessor(
+        size={"shortest_edge": int(image_size / crop_pct)}, crop_size={"height": image_size, "width": image_size}
+    )
 
 
 def convert_state_dict(state_dict: dict, num_heads: int | None = None):
@@ -119,11 +126,16 @@ def build_timm_reference(architecture: dict, state_dict: dict, classify: bool):
         raise ConversionError("verification needs timm (pip install timm), or pass --no-verify") from error
     name = "deit_base_distilled_patch16_224" if architecture["distilled"] else "deit_base_patch16_224"
     model = timm.create_model(
-        name, pretrained=False, embed_dim=architecture["hidden_size"], depth=architecture["num_hidden_layers"],
+        name,
+        pretrained=False,
+        embed_dim=architecture["hidden_size"],
+        depth=architecture["num_hidden_layers"],
         num_heads=architecture["num_attention_heads"],
         mlp_ratio=architecture["intermediate_size"] / architecture["hidden_size"],
-        patch_size=architecture["patch_size"], img_size=architecture["image_size"],
-        in_chans=architecture["num_channels"], qkv_bias=architecture["qkv_bias"],
+        patch_size=architecture["patch_size"],
+        img_size=architecture["image_size"],
+        in_chans=architecture["num_channels"],
+        qkv_bias=architecture["qkv_bias"],
         num_classes=architecture["num_labels"] if classify else 0,
     )
     reference_state = {k: v for k, v in state_dict.items() if classify or not k.startswith(("head.", "head_dist."))}
@@ -142,8 +154,9 @@ def comparison_for(reference, model, classify: bool, image_size: int, channels: 
             pairs.append(("logits", reference.forward_head(reference_features), outputs.logits))
             if hasattr(outputs, "distillation_logits"):
                 pairs.append(("cls_logits", reference.head(reference_features[:, 0]), outputs.cls_logits))
-                pairs.append(("distillation_logits", reference.head_dist(reference_features[:, 1]),
-                              outputs.distillation_logits))
+                pairs.append(
+                    ("distillation_logits", reference.head_dist(reference_features[:, 1]), outputs.distillation_logits)
+                )
         return pairs
 
     return compare
@@ -157,9 +170,16 @@ def card_for(architecture: dict, classify: bool) -> str | None:
     return f"deit-{size}-{distilled}patch16-{architecture['image_size']}"
 
 
-def convert(checkpoint, output_dir, num_heads: int | None = None, verify: bool = True,
-            tolerance: float = DEFAULT_TOLERANCE, card_name: str | None = None, overwrite: bool = False,
-            log=print) -> Path:
+def convert(
+    checkpoint,
+    output_dir,
+    num_heads: int | None = None,
+    verify: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    card_name: str | None = None,
+    overwrite: bool = False,
+    log=print,
+) -> Path:
     """Read, convert, verify against timm, write (nothing on any failure)."""
     state_dict, _ = load_torch_checkpoint(checkpoint)
     state_dict = {key: value.float() for key, value in state_dict.items()}
@@ -185,6 +205,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    convert(args.checkpoint, args.output_dir, num_heads=args.num_heads, verify=not args.no_verify,
-            tolerance=args.tolerance, card_name=args.card, overwrite=args.overwrite)
+    convert(
+        args.checkpoint,
+        args.output_dir,
+        num_heads=args.num_heads,
+        verify=not args.no_verify,
+        tolerance=args.tolerance,
+        card_name=args.card,
+        overwrite=args.overwrite,
+    )
     return 0

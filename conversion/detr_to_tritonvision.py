@@ -28,8 +28,14 @@ from .folder_writer import DEFAULT_TOLERANCE, ConversionError, verify_then_write
 SOURCE = "detr"
 HELP = "convert a facebookresearch/detr .pth checkpoint (verified against Transformers' DETR)"
 
-REQUIRED = ("backbone.0.body.conv1.weight", "input_proj.weight", "query_embed.weight", "class_embed.weight",
-            "transformer.encoder.layers.0.self_attn.in_proj_weight", "transformer.decoder.norm.weight")
+REQUIRED = (
+    "backbone.0.body.conv1.weight",
+    "input_proj.weight",
+    "query_embed.weight",
+    "class_embed.weight",
+    "transformer.encoder.layers.0.self_attn.in_proj_weight",
+    "transformer.decoder.norm.weight",
+)
 _ENC = r"transformer\.encoder\.layers\.(\d+)\."
 _DEC = r"transformer\.decoder\.layers\.(\d+)\."
 # (original name pattern, our name). Fused `in_proj_*` tensors are handled by IN_PROJ below.
@@ -101,13 +107,18 @@ def read_architecture(state_dict: dict, args=None, num_heads: int | None = None,
     if dilation is None:
         dilation = bool(getattr(args, "dilation", False))
     return dict(
-        backbone=backbone, use_timm_backbone=True, use_pretrained_backbone=False, dilation=dilation,
+        backbone=backbone,
+        use_timm_backbone=True,
+        use_pretrained_backbone=False,
+        dilation=dilation,
         d_model=state_dict["input_proj.weight"].shape[0],
         num_queries=state_dict["query_embed.weight"].shape[0],
-        encoder_layers=_count(state_dict, _ENC), decoder_layers=_count(state_dict, _DEC),
+        encoder_layers=_count(state_dict, _ENC),
+        decoder_layers=_count(state_dict, _DEC),
         encoder_ffn_dim=state_dict["transformer.encoder.layers.0.linear1.weight"].shape[0],
         decoder_ffn_dim=state_dict["transformer.decoder.layers.0.linear1.weight"].shape[0],
-        encoder_attention_heads=heads, decoder_attention_heads=heads,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
         num_labels=state_dict["class_embed.weight"].shape[0] - 1,
         auxiliary_loss=bool(getattr(args, "aux_loss", False)),
     )
@@ -159,42 +170,64 @@ def transformers_layout(state_dict: dict, architecture: dict) -> dict:
     rename_keys = []
     for i in range(architecture["encoder_layers"]):
         source, target = f"transformer.encoder.layers.{i}.", f"encoder.layers.{i}."
-        for old, new in (("self_attn.out_proj", "self_attn.out_proj"), ("linear1", "fc1"), ("linear2", "fc2"),
-                         ("norm1", "self_attn_layer_norm"), ("norm2", "final_layer_norm")):
+        for old, new in (
+            ("self_attn.out_proj", "self_attn.out_proj"),
+            ("linear1", "fc1"),
+            ("linear2", "fc2"),
+            ("norm1", "self_attn_layer_norm"),
+            ("norm2", "final_layer_norm"),
+        ):
             rename_keys += [(f"{source}{old}.{kind}", f"{target}{new}.{kind}") for kind in ("weight", "bias")]
     for i in range(architecture["decoder_layers"]):
         source, target = f"transformer.decoder.layers.{i}.", f"decoder.layers.{i}."
-        for old, new in (("self_attn.out_proj", "self_attn.out_proj"), ("multihead_attn.out_proj",
-                         "encoder_attn.out_proj"), ("linear1", "fc1"), ("linear2", "fc2"),
-                         ("norm1", "self_attn_layer_norm"), ("norm2", "encoder_attn_layer_norm"),
-                         ("norm3", "final_layer_norm")):
+        for old, new in (
+            ("self_attn.out_proj", "self_attn.out_proj"),
+            ("multihead_attn.out_proj", "encoder_attn.out_proj"),
+            ("linear1", "fc1"),
+            ("linear2", "fc2"),
+            ("norm1", "self_attn_layer_norm"),
+            ("norm2", "encoder_attn_layer_norm"),
+            ("norm3", "final_layer_norm"),
+        ):
             rename_keys += [(f"{source}{old}.{kind}", f"{target}{new}.{kind}") for kind in ("weight", "bias")]
-    rename_keys += [("input_proj.weight", "input_projection.weight"), ("input_proj.bias", "input_projection.bias"),
-                    ("query_embed.weight", "query_position_embeddings.weight"),
-                    ("transformer.decoder.norm.weight", "decoder.layernorm.weight"),
-                    ("transformer.decoder.norm.bias", "decoder.layernorm.bias"),
-                    ("class_embed.weight", "class_labels_classifier.weight"),
-                    ("class_embed.bias", "class_labels_classifier.bias")]
-    rename_keys += [(f"bbox_embed.layers.{n}.{kind}", f"bbox_predictor.layers.{n}.{kind}")
-                    for n in range(3) for kind in ("weight", "bias")]
+    rename_keys += [
+        ("input_proj.weight", "input_projection.weight"),
+        ("input_proj.bias", "input_projection.bias"),
+        ("query_embed.weight", "query_position_embeddings.weight"),
+        ("transformer.decoder.norm.weight", "decoder.layernorm.weight"),
+        ("transformer.decoder.norm.bias", "decoder.layernorm.bias"),
+        ("class_embed.weight", "class_labels_classifier.weight"),
+        ("class_embed.bias", "class_labels_classifier.bias"),
+    ]
+    rename_keys += [
+        (f"bbox_embed.layers.{n}.{kind}", f"bbox_predictor.layers.{n}.{kind}")
+        for n in range(3)
+        for kind in ("weight", "bias")
+    ]
     for old, new in rename_keys:
         state_dict[new] = state_dict.pop(old)
-    state_dict = {key.replace("backbone.0.body", "backbone.conv_encoder.model"): value
-                  for key, value in state_dict.items()}
-    attentions = [(f"transformer.encoder.layers.{i}.self_attn", f"encoder.layers.{i}.self_attn")
-                  for i in range(architecture["encoder_layers"])]
+    state_dict = {
+        key.replace("backbone.0.body", "backbone.conv_encoder.model"): value for key, value in state_dict.items()
+    }
+    attentions = [
+        (f"transformer.encoder.layers.{i}.self_attn", f"encoder.layers.{i}.self_attn")
+        for i in range(architecture["encoder_layers"])
+    ]
     for i in range(architecture["decoder_layers"]):
-        attentions += [(f"transformer.decoder.layers.{i}.self_attn", f"decoder.layers.{i}.self_attn"),
-                       (f"transformer.decoder.layers.{i}.multihead_attn", f"decoder.layers.{i}.encoder_attn")]
+        attentions += [
+            (f"transformer.decoder.layers.{i}.self_attn", f"decoder.layers.{i}.self_attn"),
+            (f"transformer.decoder.layers.{i}.multihead_attn", f"decoder.layers.{i}.encoder_attn"),
+        ]
     for old, new in attentions:
         weight, bias = state_dict.pop(f"{old}.in_proj_weight"), state_dict.pop(f"{old}.in_proj_bias")
         state_dict[f"{new}.q_proj.weight"], state_dict[f"{new}.q_proj.bias"] = weight[:d_model], bias[:d_model]
-        state_dict[f"{new}.k_proj.weight"] = weight[d_model:2 * d_model]
-        state_dict[f"{new}.k_proj.bias"] = bias[d_model:2 * d_model]
+        state_dict[f"{new}.k_proj.weight"] = weight[d_model : 2 * d_model]
+        state_dict[f"{new}.k_proj.bias"] = bias[d_model : 2 * d_model]
         state_dict[f"{new}.v_proj.weight"], state_dict[f"{new}.v_proj.bias"] = weight[-d_model:], bias[-d_model:]
     return {
         (key if key.startswith(("class_labels_classifier", "bbox_predictor")) else "model." + key): value.contiguous()
-        for key, value in state_dict.items() if not IGNORED.fullmatch(key)
+        for key, value in state_dict.items()
+        if not IGNORED.fullmatch(key)
     }
 
 
@@ -232,23 +265,35 @@ def comparison_for(reference, model):
         pixel_values, pixel_mask = verification_batch()
         expected = reference(pixel_values=pixel_values, pixel_mask=pixel_mask)
         ours = model(pixel_values=pixel_values, pixel_mask=pixel_mask)
-        return [(name, getattr(expected, name), getattr(ours, name))
-                for name in ("logits", "pred_boxes", "last_hidden_state", "encoder_last_hidden_state")]
+        return [
+            (name, getattr(expected, name), getattr(ours, name))
+            for name in ("logits", "pred_boxes", "last_hidden_state", "encoder_last_hidden_state")
+        ]
 
     return compare
 
 
-def convert(checkpoint, output_dir, dilation: bool | None = None, num_heads: int | None = None, verify: bool = True,
-            tolerance: float = DEFAULT_TOLERANCE, card_name: str | None = None, overwrite: bool = False,
-            log=print) -> Path:
+def convert(
+    checkpoint,
+    output_dir,
+    dilation: bool | None = None,
+    num_heads: int | None = None,
+    verify: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    card_name: str | None = None,
+    overwrite: bool = False,
+    log=print,
+) -> Path:
     """Read, convert, verify against Transformers, write (nothing on any failure)."""
     from ..modeling.image_processing_detr import DetrImageProcessor
 
     state_dict, args = load_torch_checkpoint(checkpoint)
     state_dict = {key: value.float() if value.is_floating_point() else value for key, value in state_dict.items()}
     model, architecture = convert_original(state_dict, args, num_heads, dilation)
-    log(f"{checkpoint}: DETR {architecture['backbone']}{' DC5' if architecture['dilation'] else ''}, "
-        f"{architecture['encoder_layers']}+{architecture['decoder_layers']} layers -> {type(model).__name__}")
+    log(
+        f"{checkpoint}: DETR {architecture['backbone']}{' DC5' if architecture['dilation'] else ''}, "
+        f"{architecture['encoder_layers']}+{architecture['decoder_layers']} layers -> {type(model).__name__}"
+    )
     compare = comparison_for(build_transformers_reference(state_dict, architecture), model) if verify else None
     if card_name is None and architecture["backbone"] == "resnet50" and not architecture["dilation"]:
         card_name = "detr-resnet-50" if architecture["num_labels"] == 91 else None
@@ -256,10 +301,16 @@ def convert(checkpoint, output_dir, dilation: bool | None = None, num_heads: int
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", help="the original .pth file (e.g. detr-r50-e632da11.pth, detr-r50-dc5-f0fb7ef5.pth)")
+    parser.add_argument(
+        "checkpoint", help="the original .pth file (e.g. detr-r50-e632da11.pth, detr-r50-dc5-f0fb7ef5.pth)"
+    )
     parser.add_argument("output_dir", help="folder to write (must not exist or be empty unless --overwrite)")
-    parser.add_argument("--dilation", action="store_true", default=None,
-                        help="DC5 checkpoint (dilated last stage); read from the checkpoint's args when present")
+    parser.add_argument(
+        "--dilation",
+        action="store_true",
+        default=None,
+        help="DC5 checkpoint (dilated last stage); read from the checkpoint's args when present",
+    )
     parser.add_argument("--num-heads", type=int, help="attention heads (default: the checkpoint's args, else 8)")
     parser.add_argument("--no-verify", action="store_true", help="write without comparing against Transformers")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs difference allowed")
@@ -268,6 +319,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    convert(args.checkpoint, args.output_dir, dilation=args.dilation, num_heads=args.num_heads,
-            verify=not args.no_verify, tolerance=args.tolerance, card_name=args.card, overwrite=args.overwrite)
+    convert(
+        args.checkpoint,
+        args.output_dir,
+        dilation=args.dilation,
+        num_heads=args.num_heads,
+        verify=not args.no_verify,
+        tolerance=args.tolerance,
+        card_name=args.card,
+        overwrite=args.overwrite,
+    )
     return 0

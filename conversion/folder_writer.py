@@ -65,8 +65,9 @@ def find_model_card(card_name: str | None) -> Path | None:
     return path if path.is_file() else None
 
 
-def write_folder(model, processor, output_dir: str | Path, card_name: str | None = None, overwrite: bool = False,
-                 log=print) -> Path:
+def write_folder(
+    model, processor, output_dir: str | Path, card_name: str | None = None, overwrite: bool = False, log=print
+) -> Path:
     """Save weights (safetensors), config, processor config, code files and model card into `output_dir`."""
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
@@ -91,9 +92,16 @@ def write_folder(model, processor, output_dir: str | Path, card_name: str | None
     return output_dir
 
 
-def verify_then_write(model, processor, output_dir, compare: Callable[[], Comparison] | None,
-                      tolerance: float = DEFAULT_TOLERANCE, card_name: str | None = None, overwrite: bool = False,
-                      log=print) -> Path:
+def verify_then_write(
+    model,
+    processor,
+    output_dir,
+    compare: Callable[[], Comparison] | None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    card_name: str | None = None,
+    overwrite: bool = False,
+    log=print,
+) -> Path:
     """`verify` (skipped when `compare` is None, i.e. --no-verify), then `write_folder`."""
     if compare is None:
         log("verification skipped (--no-verify)")

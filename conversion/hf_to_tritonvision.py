@@ -28,16 +28,28 @@ ARCHITECTURES = {
     "ViTForImageClassification": ("modeling_vit", "image_processing_vit.ViTImageProcessor", "transformers"),
     "DeiTModel": ("modeling_deit", "image_processing_deit.DeiTImageProcessor", "transformers"),
     "DeiTForImageClassification": ("modeling_deit", "image_processing_deit.DeiTImageProcessor", "transformers"),
-    "DeiTForImageClassificationWithTeacher": ("modeling_deit", "image_processing_deit.DeiTImageProcessor",
-                                              "transformers"),
+    "DeiTForImageClassificationWithTeacher": (
+        "modeling_deit",
+        "image_processing_deit.DeiTImageProcessor",
+        "transformers",
+    ),
     "DetrModel": ("modeling_detr", "image_processing_detr.DetrImageProcessor", "transformers"),
     "DetrForObjectDetection": ("modeling_detr", "image_processing_detr.DetrImageProcessor", "transformers"),
     "ViTHybridModel": ("modeling_vit_hybrid", "image_processing_vit_hybrid.ViTHybridImageProcessor", "timm"),
-    "ViTHybridForImageClassification": ("modeling_vit_hybrid",
-                                        "image_processing_vit_hybrid.ViTHybridImageProcessor", "timm"),
+    "ViTHybridForImageClassification": (
+        "modeling_vit_hybrid",
+        "image_processing_vit_hybrid.ViTHybridImageProcessor",
+        "timm",
+    ),
 }
-DOWNLOAD_PATTERNS = ["config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model.bin",
-                     "preprocessor_config.json", "README.md"]
+DOWNLOAD_PATTERNS = [
+    "config.json",
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "pytorch_model.bin",
+    "preprocessor_config.json",
+    "README.md",
+]
 
 # Our ViT-hybrid names (without the `vit.` prefix) -> timm's VisionTransformer + HybridEmbed(ResNetV2) names.
 _BIT = r"embeddings\.patch_embeddings\.backbone\.bit\."
@@ -107,11 +119,16 @@ def load_ours(folder: Path, architecture: str):
         model, info = model_class.from_pretrained(folder, output_loading_info=True)
     except (OSError, ValueError, TypeError, RuntimeError) as error:
         raise ConversionError(f"{folder} does not load as {architecture}: {error}") from error
-    problems = {kind: info.get(kind) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
-                if info.get(kind)}
+    problems = {
+        kind: info.get(kind) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(kind)
+    }
     if problems:
-        raise ConversionError(f"{folder} does not fit {architecture}: " + "; ".join(
-            f"{kind.replace('_', ' ')}: {listing([str(k) for k in names])}" for kind, names in problems.items()))
+        raise ConversionError(
+            f"{folder} does not fit {architecture}: "
+            + "; ".join(
+                f"{kind.replace('_', ' ')}: {listing([str(k) for k in names])}" for kind, names in problems.items()
+            )
+        )
     return model.eval().float()
 
 
@@ -146,10 +163,20 @@ def transformers_comparison(folder: Path, architecture: str, model):
             height, width = _image_size(model.config)
             inputs = dict(pixel_values=random_pixels(2, model.config.num_channels, height, width))
         expected, ours = reference(**inputs), model(**inputs)
-        names = ("logits", "cls_logits", "distillation_logits", "pred_boxes", "last_hidden_state",
-                 "pooler_output", "encoder_last_hidden_state")
-        return [(name, getattr(expected, name), getattr(ours, name)) for name in names
-                if getattr(expected, name, None) is not None]
+        names = (
+            "logits",
+            "cls_logits",
+            "distillation_logits",
+            "pred_boxes",
+            "last_hidden_state",
+            "pooler_output",
+            "encoder_last_hidden_state",
+        )
+        return [
+            (name, getattr(expected, name), getattr(ours, name))
+            for name in names
+            if getattr(expected, name, None) is not None
+        ]
 
     return compare
 
@@ -194,7 +221,9 @@ def build_timm_hybrid(config, num_classes: int):
         problems.append(f"layer_type {settings.layer_type!r} / global_padding {settings.global_padding!r}")
     if not settings.embedding_dynamic_padding or settings.width_factor != 1:
         problems.append("static stem padding or width_factor != 1")
-    if settings.out_indices != [len(settings.depths)] or config.backbone_stride() != 4 * 2 ** (len(settings.depths) - 1):
+    if settings.out_indices != [len(settings.depths)] or config.backbone_stride() != 4 * 2 ** (
+        len(settings.depths) - 1
+    ):
         problems.append(f"out_indices {settings.out_indices} / output_stride {settings.output_stride}")
     if config.hidden_act != "gelu" or not config.qkv_bias:
         problems.append(f"hidden_act {config.hidden_act!r} / qkv_bias {config.qkv_bias}")
@@ -202,16 +231,29 @@ def build_timm_hybrid(config, num_classes: int):
         raise ConversionError("no timm reference for this ViT-hybrid (" + "; ".join(problems) + "); pass --no-verify")
     channels = settings.stage_channels()
     backbone = ResNetV2(
-        layers=tuple(settings.depths), channels=tuple(channels[1:]), stem_chs=channels[0], num_classes=0,
-        global_pool="", in_chans=settings.num_channels, preact=False, stem_type="same",
-        conv_layer=partial(StdConv2dSame, eps=1e-8), norm_layer=partial(GroupNormAct, num_groups=settings.num_groups),
+        layers=tuple(settings.depths),
+        channels=tuple(channels[1:]),
+        stem_chs=channels[0],
+        num_classes=0,
+        global_pool="",
+        in_chans=settings.num_channels,
+        preact=False,
+        stem_type="same",
+        conv_layer=partial(StdConv2dSame, eps=1e-8),
+        norm_layer=partial(GroupNormAct, num_groups=settings.num_groups),
     )
     patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
     return _create_vision_transformer_hybrid(
-        "vit_base_r50_s16_224", backbone=backbone, patch_size=patch, embed_dim=config.hidden_size,
-        depth=config.num_hidden_layers, num_heads=config.num_attention_heads,
-        mlp_ratio=config.intermediate_size / config.hidden_size, img_size=_image_size(config),
-        num_classes=num_classes, norm_layer=partial(torch.nn.LayerNorm, eps=config.layer_norm_eps),
+        "vit_base_r50_s16_224",
+        backbone=backbone,
+        patch_size=patch,
+        embed_dim=config.hidden_size,
+        depth=config.num_hidden_layers,
+        num_heads=config.num_attention_heads,
+        mlp_ratio=config.intermediate_size / config.hidden_size,
+        img_size=_image_size(config),
+        num_classes=num_classes,
+        norm_layer=partial(torch.nn.LayerNorm, eps=config.layer_norm_eps),
     )
 
 
@@ -241,8 +283,15 @@ def timm_hybrid_comparison(model, classify: bool):
     return compare
 
 
-def convert(source: str, output_dir, verify: bool = True, tolerance: float = DEFAULT_TOLERANCE,
-            card_name: str | None = None, overwrite: bool = False, log=print) -> Path:
+def convert(
+    source: str,
+    output_dir,
+    verify: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    card_name: str | None = None,
+    overwrite: bool = False,
+    log=print,
+) -> Path:
     """Load with our class, verify against stock Transformers (or timm for the hybrid), write."""
     folder = resolve_source(source)
     _, architecture = read_config(folder)
@@ -269,6 +318,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    convert(args.source, args.output_dir, verify=not args.no_verify, tolerance=args.tolerance, card_name=args.card,
-            overwrite=args.overwrite)
+    convert(
+        args.source,
+        args.output_dir,
+        verify=not args.no_verify,
+        tolerance=args.tolerance,
+        card_name=args.card,
+        overwrite=args.overwrite,
+    )
     return 0

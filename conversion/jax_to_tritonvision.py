@@ -73,8 +73,9 @@ VARIANTS = {
     "ViT-B_32": JaxVariant(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072, patch_size=32),
     "ViT-L_16": JaxVariant(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096, patch_size=16),
     "ViT-L_32": JaxVariant(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096, patch_size=32),
-    "R50+ViT-B_16": JaxVariant(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072, patch_size=1,
-                               resnet_depths=(3, 4, 9)),
+    "R50+ViT-B_16": JaxVariant(
+        hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072, patch_size=1, resnet_depths=(3, 4, 9)
+    ),
 }
 # Model cards in model_cards/ for checkpoints the Hub also carries: (variant, image size, has a classifier).
 CARDS = {
@@ -89,7 +90,14 @@ CARDS = {
 
 # Layout changes from Flax to PyTorch, by kind.
 CONV, DENSE, VECTOR, AS_IS, HEADS_IN, HEADS_BIAS, HEADS_OUT = (
-    "conv", "dense", "vector", "as_is", "heads_in", "heads_bias", "heads_out")
+    "conv",
+    "dense",
+    "vector",
+    "as_is",
+    "heads_in",
+    "heads_bias",
+    "heads_out",
+)
 _BLOCK = r"Transformer/encoderblock_(?P<layer>\d+)/"
 _LAYER = "encoder.layer.{layer}."
 _BIT = "embeddings.patch_embeddings.backbone.bit."
@@ -103,10 +111,16 @@ NPZ_RENAMES = (
     (r"cls", "embeddings.cls_token", AS_IS),
     (r"Transformer/posembed_input/pos_embedding", "embeddings.position_embeddings", AS_IS),
     (_BLOCK + r"LayerNorm_0/(?P<p>scale|bias)", _LAYER + "layernorm_before.{p}", VECTOR),
-    (_BLOCK + r"MultiHeadDotProductAttention_1/(?P<qkv>query|key|value)/kernel",
-     _LAYER + "attention.attention.{qkv}.weight", HEADS_IN),
-    (_BLOCK + r"MultiHeadDotProductAttention_1/(?P<qkv>query|key|value)/bias",
-     _LAYER + "attention.attention.{qkv}.bias", HEADS_BIAS),
+    (
+        _BLOCK + r"MultiHeadDotProductAttention_1/(?P<qkv>query|key|value)/kernel",
+        _LAYER + "attention.attention.{qkv}.weight",
+        HEADS_IN,
+    ),
+    (
+        _BLOCK + r"MultiHeadDotProductAttention_1/(?P<qkv>query|key|value)/bias",
+        _LAYER + "attention.attention.{qkv}.bias",
+        HEADS_BIAS,
+    ),
     (_BLOCK + r"MultiHeadDotProductAttention_1/out/kernel", _LAYER + "attention.output.dense.weight", HEADS_OUT),
     (_BLOCK + r"MultiHeadDotProductAttention_1/out/bias", _LAYER + "attention.output.dense.bias", VECTOR),
     (_BLOCK + r"LayerNorm_2/(?P<p>scale|bias)", _LAYER + "layernorm_after.{p}", VECTOR),
@@ -152,8 +166,10 @@ def _rename(name: str, table) -> tuple[str, str] | None:
     for pattern, template, kind in table:
         match = re.fullmatch(pattern, name)
         if match:
-            groups = {key: str(int(value) - 1) if key in ONE_BASED else PARAM_NAMES.get(value, value)
-                      for key, value in match.groupdict().items()}
+            groups = {
+                key: str(int(value) - 1) if key in ONE_BASED else PARAM_NAMES.get(value, value)
+                for key, value in match.groupdict().items()
+            }
             return template.format(**groups), kind
     return None
 
@@ -193,8 +209,9 @@ def convert_arrays(arrays: dict) -> tuple[dict, bool]:
         target, kind = renamed
         converted[prefix + target] = to_torch_layout(array, kind)
     if unplaced:
-        raise ConversionError(f"{len(unplaced)} arrays of the .npz have no tritonvision counterpart: "
-                              f"{listing(unplaced)}")
+        raise ConversionError(
+            f"{len(unplaced)} arrays of the .npz have no tritonvision counterpart: {listing(unplaced)}"
+        )
     return converted, classify
 
 
@@ -263,10 +280,18 @@ def build_config(variant: JaxVariant, image_size: int, num_labels: int | None, p
     from ..modeling.configuration_vit_hybrid import ViTHybridConfig
 
     fields = dict(
-        hidden_size=variant.hidden_size, num_hidden_layers=variant.num_layers,
-        num_attention_heads=variant.num_heads, intermediate_size=variant.mlp_dim, hidden_act="gelu",
-        layer_norm_eps=1e-6, image_size=image_size, patch_size=variant.patch_size, qkv_bias=True,
-        encoder_stride=variant.token_stride, pooler_output_size=pooler_size, pooler_act="tanh",
+        hidden_size=variant.hidden_size,
+        num_hidden_layers=variant.num_layers,
+        num_attention_heads=variant.num_heads,
+        intermediate_size=variant.mlp_dim,
+        hidden_act="gelu",
+        layer_norm_eps=1e-6,
+        image_size=image_size,
+        patch_size=variant.patch_size,
+        qkv_bias=True,
+        encoder_stride=variant.token_stride,
+        pooler_output_size=pooler_size,
+        pooler_act="tanh",
     )
     if num_labels:
         fields["id2label"] = {index: f"LABEL_{index}" for index in range(num_labels)}
@@ -283,16 +308,21 @@ def build_processor(variant: JaxVariant, image_size: int):
     from ..modeling.image_processing_vit import ViTImageProcessor
     from ..modeling.image_processing_vit_hybrid import ViTHybridImageProcessor
 
-    settings = dict(size={"height": image_size, "width": image_size}, resample=PILImageResampling.BILINEAR,
-                    image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], do_resize=True, do_rescale=True,
-                    do_normalize=True)
+    settings = dict(
+        size={"height": image_size, "width": image_size},
+        resample=PILImageResampling.BILINEAR,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        do_resize=True,
+        do_rescale=True,
+        do_normalize=True,
+    )
     if variant.is_hybrid:
         return ViTHybridImageProcessor(do_center_crop=False, **settings)
     return ViTImageProcessor(**settings)
 
 
-def convert_npz(arrays: dict, variant: JaxVariant, variant_name: str = "custom variant",
-                image_size: int | None = None):
+def convert_npz(arrays: dict, variant: JaxVariant, variant_name: str = "custom variant", image_size: int | None = None):
     """(our model in eval mode, classify, image size): pure conversion of the loaded arrays."""
     from ..modeling.modeling_vit import ViTForImageClassification, ViTModel
     from ..modeling.modeling_vit_hybrid import ViTHybridForImageClassification, ViTHybridModel
@@ -326,8 +356,14 @@ def build_timm_reference(variant: JaxVariant, image_size: int, num_classes: int,
         import timm
     except ImportError as error:
         raise ConversionError("verification needs timm (pip install timm), or pass --no-verify") from error
-    sizes = dict(embed_dim=variant.hidden_size, depth=variant.num_layers, num_heads=variant.num_heads,
-                 mlp_ratio=variant.mlp_dim / variant.hidden_size, img_size=image_size, num_classes=num_classes)
+    sizes = dict(
+        embed_dim=variant.hidden_size,
+        depth=variant.num_layers,
+        num_heads=variant.num_heads,
+        mlp_ratio=variant.mlp_dim / variant.hidden_size,
+        img_size=image_size,
+        num_classes=num_classes,
+    )
     if variant.is_hybrid:
         from functools import partial
 
@@ -336,13 +372,19 @@ def build_timm_reference(variant: JaxVariant, image_size: int, num_classes: int,
         from timm.models.vision_transformer_hybrid import _create_vision_transformer_hybrid
 
         backbone = ResNetV2(
-            layers=variant.resnet_depths, channels=tuple(backbone_config(variant)["hidden_sizes"]),
-            stem_chs=variant.resnet_width, num_classes=0, global_pool="", preact=False, stem_type="same",
+            layers=variant.resnet_depths,
+            channels=tuple(backbone_config(variant)["hidden_sizes"]),
+            stem_chs=variant.resnet_width,
+            num_classes=0,
+            global_pool="",
+            preact=False,
+            stem_type="same",
             conv_layer=partial(StdConv2dSame, eps=1e-8),
             norm_layer=partial(GroupNormAct, num_groups=variant.resnet_groups),
         )
-        model = _create_vision_transformer_hybrid("vit_base_r50_s16_224", backbone=backbone,
-                                                  patch_size=variant.patch_size, **sizes)
+        model = _create_vision_transformer_hybrid(
+            "vit_base_r50_s16_224", backbone=backbone, patch_size=variant.patch_size, **sizes
+        )
     else:
         model = timm.create_model("vit_base_patch16_224", pretrained=False, patch_size=variant.patch_size, **sizes)
     try:
@@ -372,9 +414,18 @@ def comparison_for(reference, model, classify: bool, image_size: int, arrays: di
     return compare
 
 
-def convert(npz_path, output_dir, variant_name: str | None = None, variant: JaxVariant | None = None,
-            image_size: int | None = None, verify: bool = True, tolerance: float = DEFAULT_TOLERANCE,
-            card_name: str | None = None, overwrite: bool = False, log=print) -> Path:
+def convert(
+    npz_path,
+    output_dir,
+    variant_name: str | None = None,
+    variant: JaxVariant | None = None,
+    image_size: int | None = None,
+    verify: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    card_name: str | None = None,
+    overwrite: bool = False,
+    log=print,
+) -> Path:
     """Read, convert, verify against timm's loader of the same file, write (nothing on any failure)."""
     if variant is None:
         if variant_name not in VARIANTS:
@@ -397,9 +448,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="the original .npz file (e.g. ViT-B_16.npz, R50+ViT-B_16.npz)")
     parser.add_argument("output_dir", help="folder to write (must not exist or be empty unless --overwrite)")
     parser.add_argument("--variant", choices=sorted(VARIANTS), help="architecture of the checkpoint")
-    parser.add_argument("--variant-json", type=JaxVariant.from_json, default=None,
-                        help="another architecture as JSON JaxVariant fields (hidden_size, num_layers, num_heads, "
-                             "mlp_dim, patch_size[, resnet_depths, resnet_width, resnet_groups]); replaces --variant")
+    parser.add_argument(
+        "--variant-json",
+        type=JaxVariant.from_json,
+        default=None,
+        help="another architecture as JSON JaxVariant fields (hidden_size, num_layers, num_heads, "
+        "mlp_dim, patch_size[, resnet_depths, resnet_width, resnet_groups]); replaces --variant",
+    )
     parser.add_argument("--image-size", type=int, help="input resolution (default: the checkpoint's position grid)")
     parser.add_argument("--no-verify", action="store_true", help="write without comparing against timm")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs difference allowed")
@@ -410,7 +465,15 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.variant is None and args.variant_json is None:
         raise ConversionError("pass --variant (or --variant-json for another architecture)")
-    convert(args.checkpoint, args.output_dir, variant_name=args.variant if args.variant_json is None else None,
-            variant=args.variant_json, image_size=args.image_size, verify=not args.no_verify,
-            tolerance=args.tolerance, card_name=args.card, overwrite=args.overwrite)
+    convert(
+        args.checkpoint,
+        args.output_dir,
+        variant_name=args.variant if args.variant_json is None else None,
+        variant=args.variant_json,
+        image_size=args.image_size,
+        verify=not args.no_verify,
+        tolerance=args.tolerance,
+        card_name=args.card,
+        overwrite=args.overwrite,
+    )
     return 0

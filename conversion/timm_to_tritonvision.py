@@ -98,8 +98,13 @@ HUB_REPO_NAMES = {
     "vit_base_r50_s16_384": "vit-hybrid-base-bit-384",
 }
 
-RESAMPLE_NAMES = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest": "NEAREST", "lanczos": "LANCZOS",
-                  "random": "BICUBIC"}
+RESAMPLE_NAMES = {
+    "bicubic": "BICUBIC",
+    "bilinear": "BILINEAR",
+    "nearest": "NEAREST",
+    "lanczos": "LANCZOS",
+    "random": "BICUBIC",
+}
 
 
 def detect_variant(state_dict: dict, model_name: str | None = None) -> str:
@@ -203,15 +208,19 @@ def _bit_backbone_config(backbone: nn.Module) -> dict:
     convs = [m for m in backbone.modules() if isinstance(m, nn.Conv2d)]
     _require(all(isinstance(c, StdConv2dSame) and c.eps == 1e-8 for c in convs), "backbone conv eps other than 1e-8")
     norms = [m for m in backbone.modules() if isinstance(m, nn.GroupNorm)]
-    _require(len({n.num_groups for n in norms}) == 1 and all(n.eps == 1e-5 for n in norms),
-             "backbone GroupNorms with mixed groups or eps other than 1e-5")
+    _require(
+        len({n.num_groups for n in norms}) == 1 and all(n.eps == 1e-5 for n in norms),
+        "backbone GroupNorms with mixed groups or eps other than 1e-5",
+    )
     _require(isinstance(backbone.norm, nn.Identity), "backbone with a final norm")
     widths = [stage.blocks[0].conv3.out_channels for stage in backbone.stages]
     depths = [len(stage.blocks) for stage in backbone.stages]
     for stage in backbone.stages:
         block = stage.blocks[0]
-        _require(block.conv1.out_channels == make_divisible(block.conv3.out_channels * 0.25),
-                 "bottleneck ratio other than 0.25")
+        _require(
+            block.conv1.out_channels == make_divisible(block.conv3.out_channels * 0.25),
+            "bottleneck ratio other than 0.25",
+        )
     strides = [stage.blocks[0].conv2.stride[0] for stage in backbone.stages]
     _require(strides == [1] + [2] * (len(strides) - 1), f"backbone stage strides {strides}")
     return {
@@ -278,8 +287,9 @@ def config_from_timm(model: nn.Module, variant: str, classify: bool):
         layer_norm_eps=eps,
         image_size=_size(model.patch_embed.img_size),
         patch_size=model.patch_embed.patch_size[0],
-        num_channels=model.patch_embed.proj.in_channels if variant != VIT_HYBRID else
-        model.patch_embed.backbone.stem.conv.in_channels,
+        num_channels=model.patch_embed.proj.in_channels
+        if variant != VIT_HYBRID
+        else model.patch_embed.backbone.stem.conv.in_channels,
         qkv_bias=block.attn.qkv.bias is not None,
         encoder_stride=model.patch_embed.patch_size[0],
     )
@@ -337,12 +347,17 @@ def processor_from_timm(model: nn.Module, variant: str):
     elif crop_mode == "center":
         _require(height == width, "centre crop of a non-square input")
         shortest_edge = math.floor(height / crop_pct)
-        settings.update(size={"shortest_edge": shortest_edge}, crop_size={"height": height, "width": width},
-                        do_center_crop=True)
+        settings.update(
+            size={"shortest_edge": shortest_edge}, crop_size={"height": height, "width": width}, do_center_crop=True
+        )
     else:
         raise ConversionError(f"unsupported timm crop_mode {crop_mode!r}")
-    processor_class = {VIT: ViTImageProcessor, DEIT: DeiTImageProcessor, DEIT_DISTILLED: DeiTImageProcessor,
-                       VIT_HYBRID: ViTHybridImageProcessor}[variant]
+    processor_class = {
+        VIT: ViTImageProcessor,
+        DEIT: DeiTImageProcessor,
+        DEIT_DISTILLED: DeiTImageProcessor,
+        VIT_HYBRID: ViTHybridImageProcessor,
+    }[variant]
     return processor_class(**settings)
 
 
@@ -438,9 +453,18 @@ def comparison_for(timm_model: nn.Module, model: nn.Module, classify: bool, batc
     return compare
 
 
-def convert(model_name: str, output_dir, checkpoint=None, verify: bool = True, image_size: int | None = None,
-            timm_kwargs: dict | None = None, tolerance: float = DEFAULT_TOLERANCE, card_name: str | None = None,
-            overwrite: bool = False, log=print) -> Path:
+def convert(
+    model_name: str,
+    output_dir,
+    checkpoint=None,
+    verify: bool = True,
+    image_size: int | None = None,
+    timm_kwargs: dict | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    card_name: str | None = None,
+    overwrite: bool = False,
+    log=print,
+) -> Path:
     """Build, convert, verify against timm, write. Raises `ConversionError` (nothing written) on any failure."""
     timm_model = build_timm_model(model_name, checkpoint, image_size, timm_kwargs)
     model, variant, classify = convert_timm_model(timm_model, model_name)
@@ -457,8 +481,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", help="local timm state dict (.safetensors/.pth); without it timm downloads")
     parser.add_argument("--no-verify", action="store_true", help="write without comparing against timm")
     parser.add_argument("--image-size", type=int, help="input resolution to build the model at (timm img_size)")
-    parser.add_argument("--timm-kwargs", type=json.loads, default=None,
-                        help='extra timm.create_model keyword arguments as JSON, e.g. \'{"depth": 2}\'')
+    parser.add_argument(
+        "--timm-kwargs",
+        type=json.loads,
+        default=None,
+        help="extra timm.create_model keyword arguments as JSON, e.g. '{\"depth\": 2}'",
+    )
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs difference allowed")
     parser.add_argument("--card", help="model card name in model_cards/ (default: from the timm name)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
@@ -466,8 +494,14 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     convert(
-        args.model_name, args.output_dir, checkpoint=args.checkpoint, verify=not args.no_verify,
-        image_size=args.image_size, timm_kwargs=args.timm_kwargs, tolerance=args.tolerance, card_name=args.card,
+        args.model_name,
+        args.output_dir,
+        checkpoint=args.checkpoint,
+        verify=not args.no_verify,
+        image_size=args.image_size,
+        timm_kwargs=args.timm_kwargs,
+        tolerance=args.tolerance,
+        card_name=args.card,
         overwrite=args.overwrite,
     )
     return 0

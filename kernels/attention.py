@@ -126,7 +126,9 @@ def transformers_triton_attention(module, query, key, value, attention_mask, sca
     if (attention_mask is not None and key_padding_mask is None) or getattr(module, "is_causal", False):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
     output, _ = attention(
         query, key, value, key_padding_mask, scale=scaling, dropout_p=dropout, implementation="triton"
     )

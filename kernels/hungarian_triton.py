@@ -1,9 +1,9 @@
 """Triton kernel solving a whole batch of rectangular linear sum assignment problems in one launch.
 
 Each problem is solved on its own, one per program on a GPU (under the interpreter a program runs many
-problems in lock-step, as rows of its tiles, since the interpreter's cost is per operation). It follows SciPy's `linear_sum_assignment` step by step (Crouse's shortest
-augmenting path, as in SciPy's `rectangular_lsap.cpp`) so that it returns the *same* assignment, not merely
-one of equal cost:
+problems in lock-step, as rows of its tiles, since the interpreter's cost is per operation). It follows
+SciPy's `linear_sum_assignment` step by step (Crouse's shortest augmenting path, as in SciPy's
+`rectangular_lsap.cpp`) so that it returns the *same* assignment, not merely one of equal cost:
 
 * a problem with more rows (queries) than columns (real targets) is solved transposed, so the loop over
   augmentations always runs over the smaller side;

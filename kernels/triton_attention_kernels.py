@@ -103,7 +103,7 @@ if HAS_TRITON:
         K,  # (B, H, N_K, HEAD_DIM), any strides
         V,  # (B, H, N_K, HEAD_DIM), any strides
         MASK,  # (B, N_K) uint8, 1 = padded key; a dummy pointer when HAS_MASK is False
-        O,  # (B, H, N_Q, HEAD_DIM), written in Q's dtype
+        OUT,  # (B, H, N_Q, HEAD_DIM), written in Q's dtype
         LSE,  # (B, H, N_Q) float32, contiguous
         s_qb, s_qh, s_qm, s_qd,
         s_kb, s_kh, s_kn, s_kd,
@@ -175,17 +175,17 @@ if HAS_TRITON:
         denom = tl.where(empty, 1.0, run_sum)
         out = acc / denom[:, None]
         lse = tl.where(empty, float("inf"), (run_max + tl.math.log2(denom)) * 0.6931471805599453)
-        o_base = O + b * s_ob + h * s_oh
+        o_base = OUT + b * s_ob + h * s_oh
         tl.store(
             o_base + rows[:, None] * s_om + dims[None, :] * s_od,
-            out.to(O.dtype.element_ty),
+            out.to(OUT.dtype.element_ty),
             mask=row_ok[:, None] & dim_ok[None, :],
         )
         tl.store(LSE + pid_bh.to(tl.int64) * N_Q + rows, lse, mask=row_ok)
 
     @triton.jit
     def attn_bwd_delta_kernel(
-        O,  # (B, H, N_Q, HEAD_DIM), forward output
+        OUT,  # (B, H, N_Q, HEAD_DIM), forward output
         DO,  # (B, H, N_Q, HEAD_DIM), incoming gradient, any strides
         DELTA,  # (B, H, N_Q) float32, contiguous: rowsum(dO * O)
         s_ob, s_oh, s_om, s_od,
@@ -201,7 +201,7 @@ if HAS_TRITON:
         rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         dims = tl.arange(0, BLOCK_D)
         ok = (rows < N_Q)[:, None] & (dims < HEAD_DIM)[None, :]
-        o = tl.load(O + b * s_ob + h * s_oh + rows[:, None] * s_om + dims[None, :] * s_od, mask=ok, other=0.0)
+        o = tl.load(OUT + b * s_ob + h * s_oh + rows[:, None] * s_om + dims[None, :] * s_od, mask=ok, other=0.0)
         g = tl.load(DO + b * s_gb + h * s_gh + rows[:, None] * s_gm + dims[None, :] * s_gd, mask=ok, other=0.0)
         delta = tl.sum(o.to(tl.float32) * g.to(tl.float32), 1)
         tl.store(DELTA + pid_bh.to(tl.int64) * N_Q + rows, delta, mask=rows < N_Q)

@@ -17,3 +17,27 @@ from .modeling_deit import (
 from .modeling_detr import DetrForObjectDetection, DetrModel, DetrPreTrainedModel
 from .modeling_vit import ViTForImageClassification, ViTModel, ViTPreTrainedModel
 from .modeling_vit_hybrid import ViTHybridForImageClassification, ViTHybridModel, ViTHybridPreTrainedModel
+
+__all__ = [
+    "DeiTConfig",
+    "DeiTForImageClassification",
+    "DeiTForImageClassificationWithTeacher",
+    "DeiTImageProcessor",
+    "DeiTModel",
+    "DeiTPreTrainedModel",
+    "DetrConfig",
+    "DetrForObjectDetection",
+    "DetrImageProcessor",
+    "DetrModel",
+    "DetrPreTrainedModel",
+    "ViTConfig",
+    "ViTForImageClassification",
+    "ViTHybridConfig",
+    "ViTHybridForImageClassification",
+    "ViTHybridImageProcessor",
+    "ViTHybridModel",
+    "ViTHybridPreTrainedModel",
+    "ViTImageProcessor",
+    "ViTModel",
+    "ViTPreTrainedModel",
+]

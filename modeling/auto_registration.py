@@ -42,7 +42,11 @@ def families():
     )
 
     rows = [
-        (ViTConfig, {"AutoModel": ViTModel, "AutoModelForImageClassification": ViTForImageClassification}, ViTImageProcessor),
+        (
+            ViTConfig,
+            {"AutoModel": ViTModel, "AutoModelForImageClassification": ViTForImageClassification},
+            ViTImageProcessor,
+        ),
         (
             DeiTConfig,
             # A tuple: Transformers picks the one named in `config.architectures`.
@@ -60,7 +64,11 @@ def families():
             {"AutoModel": ViTHybridModel, "AutoModelForImageClassification": ViTHybridForImageClassification},
             ViTHybridImageProcessor,
         ),
-        (DetrConfig, {"AutoModel": DetrModel, "AutoModelForObjectDetection": DetrForObjectDetection}, DetrImageProcessor),
+        (
+            DetrConfig,
+            {"AutoModel": DetrModel, "AutoModelForObjectDetection": DetrForObjectDetection},
+            DetrImageProcessor,
+        ),
     ]
     return rows
 

@@ -168,8 +168,14 @@ class WeightStandardizedConv2d(nn.Conv2d):
         else:
             static_padding = ((stride - 1) + dilation * (kernel_size - 1)) // 2
         super().__init__(
-            in_channels, out_channels, kernel_size, stride=stride, padding=static_padding,
-            dilation=dilation, groups=groups, bias=False,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=static_padding,
+            dilation=dilation,
+            groups=groups,
+            bias=False,
         )
         self.pad = DynamicPad2d(kernel_size, stride, dilation) if dynamic else None
         self.eps = eps

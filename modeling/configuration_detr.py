@@ -96,7 +96,9 @@ class DetrConfig(HubCompatibleConfig):
                 self.backbone_config["output_stride"] = backbone_kwargs.get("output_stride", 16)
         self._check_backbone()
         if self.position_embedding_type not in ("sine", "learned"):
-            raise ValueError(f"position_embedding_type must be 'sine' or 'learned', got {self.position_embedding_type!r}")
+            raise ValueError(
+                f"position_embedding_type must be 'sine' or 'learned', got {self.position_embedding_type!r}"
+            )
         for name in ("encoder", "decoder"):
             heads = getattr(self, f"{name}_attention_heads")
             if self.d_model % heads:

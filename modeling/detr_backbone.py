@@ -105,7 +105,9 @@ class DetrResNet(nn.Module):
             out_channels = planes * block_class.expansion
             downsample = None
             if stride != 1 or in_channels != out_channels:
-                downsample = nn.Sequential(_conv(in_channels, out_channels, 1, stride), DetrFrozenBatchNorm2d(out_channels))
+                downsample = nn.Sequential(
+                    _conv(in_channels, out_channels, 1, stride), DetrFrozenBatchNorm2d(out_channels)
+                )
             blocks = []
             for block_index in range(num_blocks):
                 blocks.append(

@@ -83,8 +83,15 @@ def _num_boxes(num_targets: torch.Tensor) -> torch.Tensor:
 def match(logits, pred_boxes, class_labels, boxes, num_targets, config, backend: str = "auto") -> torch.Tensor:
     """`query_for_target (N, T)` (-1 where unmatched) for `N` stacked problems, with DETR's matching cost."""
     cost = detr_matching_cost(
-        logits.detach().float(), pred_boxes.detach().float(), class_labels, boxes.float(), num_targets,
-        class_cost=config.class_cost, bbox_cost=config.bbox_cost, giou_cost=config.giou_cost, backend=backend,
+        logits.detach().float(),
+        pred_boxes.detach().float(),
+        class_labels,
+        boxes.float(),
+        num_targets,
+        class_cost=config.class_cost,
+        bbox_cost=config.bbox_cost,
+        giou_cost=config.giou_cost,
+        backend=backend,
     )
     largest = torch.finfo(cost.dtype).max
     cost = torch.nan_to_num(cost, nan=largest, posinf=largest, neginf=largest)
@@ -196,8 +203,17 @@ class DetrLoss(nn.Module):
 
     def forward(self, logits, pred_boxes, labels, auxiliary_logits=None, auxiliary_boxes=None):
         class_labels, boxes, num_targets = targets_from_labels(labels, logits.device)
-        return detr_loss(logits, pred_boxes, class_labels, boxes, num_targets, self.config,
-                         auxiliary_logits, auxiliary_boxes, backend=self.backend)
+        return detr_loss(
+            logits,
+            pred_boxes,
+            class_labels,
+            boxes,
+            num_targets,
+            self.config,
+            auxiliary_logits,
+            auxiliary_boxes,
+            backend=self.backend,
+        )
 
 
 def targets_from_labels(labels, device):
@@ -205,7 +221,9 @@ def targets_from_labels(labels, device):
     if hasattr(labels, "keys"):
         missing = {"class_labels", "boxes", "num_targets"} - set(labels.keys())
         if missing:
-            raise ValueError(f"padded labels need the keys class_labels, boxes and num_targets; missing {sorted(missing)}")
+            raise ValueError(
+                f"padded labels need the keys class_labels, boxes and num_targets; missing {sorted(missing)}"
+            )
         class_labels, boxes, num_targets = labels["class_labels"], labels["boxes"], labels["num_targets"]
         if class_labels.dim() != 2 or tuple(boxes.shape) != (*class_labels.shape, 4) or num_targets.dim() != 1:
             raise ValueError(

@@ -14,8 +14,13 @@ from torch import nn
 class DetrSinePositionEmbedding(nn.Module):
     """`(B, 2 * num_position_features, H, W)` sines and cosines of the (normalised) pixel coordinates."""
 
-    def __init__(self, num_position_features: int = 64, temperature: int = 10000, normalize: bool = True,
-                 scale: float | None = None):
+    def __init__(
+        self,
+        num_position_features: int = 64,
+        temperature: int = 10000,
+        normalize: bool = True,
+        scale: float | None = None,
+    ):
         super().__init__()
         if scale is not None and not normalize:
             raise ValueError("normalize should be True if scale is passed")
@@ -28,8 +33,12 @@ class DetrSinePositionEmbedding(nn.Module):
         """`mask` `(B, H, W)`: True (or 1) for real pixels; None means no padding."""
         batch_size, _, height, width = shape
         if mask is None:
-            y_embed = torch.arange(1, height + 1, dtype=dtype, device=device)[None, :, None].expand(batch_size, height, width)
-            x_embed = torch.arange(1, width + 1, dtype=dtype, device=device)[None, None, :].expand(batch_size, height, width)
+            y_embed = torch.arange(1, height + 1, dtype=dtype, device=device)[None, :, None].expand(
+                batch_size, height, width
+            )
+            x_embed = torch.arange(1, width + 1, dtype=dtype, device=device)[None, None, :].expand(
+                batch_size, height, width
+            )
         else:
             valid = mask.to(dtype)
             y_embed = valid.cumsum(1)

@@ -109,8 +109,8 @@ def default_card(model, repo_id: str) -> str:
     return (
         "---\nlibrary_name: transformers\ntags:\n- tritonvision\n---\n\n"
         f"# {repo_id}\n\n"
-        f"A `{type(model).__name__}` ({count_parameters(model):,} parameters) saved with `tritonvision`. The repository "
-        "holds its model code, so Transformers loads it without the package:\n\n"
+        f"A `{type(model).__name__}` ({count_parameters(model):,} parameters) saved with `tritonvision`. "
+        "The repository holds its model code, so Transformers loads it without the package:\n\n"
         "```python\n"
         f"from transformers import {auto_class}\n\n"
         f'model = {auto_class}.from_pretrained("{repo_id}", trust_remote_code=True)\n'

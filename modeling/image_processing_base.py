@@ -33,8 +33,9 @@ def _check_image(image, where: str) -> None:
     if 0 in spatial or 0 in shape:
         raise ValueError(f"{where} is empty (shape {shape})")
     if image.dtype in (torch.bool, np.bool_) or not (
-        np.issubdtype(image.dtype, np.number) if isinstance(image, np.ndarray) else image.dtype.is_floating_point
-        or image.dtype == torch.uint8
+        np.issubdtype(image.dtype, np.number)
+        if isinstance(image, np.ndarray)
+        else image.dtype.is_floating_point or image.dtype == torch.uint8
     ):
         raise ValueError(f"{where} has dtype {image.dtype}; expected uint8 or floating point pixels")
 

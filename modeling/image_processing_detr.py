@@ -44,8 +44,10 @@ def _check_annotations(annotations, num_images: int) -> list[dict]:
         count = len(annotations) if isinstance(annotations, (list, tuple)) else type(annotations).__name__
         raise ValueError(f"The number of images ({num_images}) and annotations ({count}) do not match.")
     for index, target in enumerate(annotations):
-        if not isinstance(target, dict) or "image_id" not in target or not isinstance(
-            target.get("annotations"), (list, tuple)
+        if (
+            not isinstance(target, dict)
+            or "image_id" not in target
+            or not isinstance(target.get("annotations"), (list, tuple))
         ):
             raise ValueError(
                 f"annotations[{index}] must be a COCO detection target: a dict with `image_id` and `annotations` "
@@ -116,9 +118,26 @@ class DetrImageProcessor(TritonVisionImageProcessor):
             raise ValueError("segmentation masks (COCO panoptic) are not supported by this processor")
         return super().preprocess(images, annotations, **kwargs)
 
-    def _preprocess(self, images, annotations, do_resize, size, resample, do_rescale, rescale_factor, do_normalize,
-                    do_convert_annotations, image_mean, image_std, do_pad, pad_size, format, return_tensors,
-                    return_padded_labels=False, **kwargs) -> BatchFeature:
+    def _preprocess(
+        self,
+        images,
+        annotations,
+        do_resize,
+        size,
+        resample,
+        do_rescale,
+        rescale_factor,
+        do_normalize,
+        do_convert_annotations,
+        image_mean,
+        image_std,
+        do_pad,
+        pad_size,
+        format,
+        return_tensors,
+        return_padded_labels=False,
+        **kwargs,
+    ) -> BatchFeature:
         if AnnotationFormat(format) != AnnotationFormat.COCO_DETECTION:
             raise ValueError(f"only the coco_detection annotation format is supported, got {format}")
         if annotations is not None:
@@ -132,8 +151,11 @@ class DetrImageProcessor(TritonVisionImageProcessor):
             if do_resize:
                 resized = self.resize(image, size=size, resample=resample)
                 if target is not None:
-                    target = self._resize_target(target, get_image_size(image, ChannelDimension.FIRST),
-                                                 get_image_size(resized, ChannelDimension.FIRST))
+                    target = self._resize_target(
+                        target,
+                        get_image_size(image, ChannelDimension.FIRST),
+                        get_image_size(resized, ChannelDimension.FIRST),
+                    )
                 image = resized
             if do_rescale:
                 image = self.rescale(image, rescale_factor)
@@ -149,8 +171,10 @@ class DetrImageProcessor(TritonVisionImageProcessor):
 
         data = {}
         if do_pad:
-            padded_size = (pad_size.height, pad_size.width) if pad_size is not None else get_max_height_width(
-                processed_images, input_data_format=ChannelDimension.FIRST
+            padded_size = (
+                (pad_size.height, pad_size.width)
+                if pad_size is not None
+                else get_max_height_width(processed_images, input_data_format=ChannelDimension.FIRST)
             )
             masks = []
             for index, image in enumerate(processed_images):
@@ -184,8 +208,14 @@ class DetrImageProcessor(TritonVisionImageProcessor):
             raise ValueError(f"pad_size {tuple(padded_size)} is smaller than an image of size {(height, width)}")
         if (height, width) != tuple(padded_size):
             padding = ((0, padded_size[0] - height), (0, padded_size[1] - width))
-            image = pad(image, padding, mode=PaddingMode.CONSTANT, constant_values=0,
-                        data_format=ChannelDimension.FIRST, input_data_format=ChannelDimension.FIRST)
+            image = pad(
+                image,
+                padding,
+                mode=PaddingMode.CONSTANT,
+                constant_values=0,
+                data_format=ChannelDimension.FIRST,
+                input_data_format=ChannelDimension.FIRST,
+            )
         mask = np.zeros(padded_size, dtype=np.int64)
         mask[:height, :width] = 1
         return image, mask

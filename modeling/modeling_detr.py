@@ -46,8 +46,15 @@ class DetrAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(*x.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, hidden_states, query_position=None, key_value_states=None, key_position=None,
-                key_padding_mask=None, output_attentions=False):
+    def forward(
+        self,
+        hidden_states,
+        query_position=None,
+        key_value_states=None,
+        key_position=None,
+        key_padding_mask=None,
+        output_attentions=False,
+    ):
         if key_value_states is None:
             key_value_states, key_position = hidden_states, query_position
         query_input = hidden_states if query_position is None else hidden_states + query_position
@@ -90,7 +97,9 @@ class DetrEncoderLayer(GradientCheckpointingLayer):
     def forward(self, hidden_states, key_padding_mask=None, spatial_position_embeddings=None, output_attentions=False):
         residual = hidden_states
         hidden_states, probs = self.self_attn(
-            hidden_states, spatial_position_embeddings, key_padding_mask=key_padding_mask,
+            hidden_states,
+            spatial_position_embeddings,
+            key_padding_mask=key_padding_mask,
             output_attentions=output_attentions,
         )
         hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
@@ -119,12 +128,21 @@ class DetrDecoderLayer(GradientCheckpointingLayer):
         self.dropout = config.dropout
         self.activation_dropout = config.activation_dropout
 
-    def forward(self, hidden_states, query_padding_mask=None, spatial_position_embeddings=None,
-                object_queries_position_embeddings=None, encoder_hidden_states=None, encoder_padding_mask=None,
-                output_attentions=False):
+    def forward(
+        self,
+        hidden_states,
+        query_padding_mask=None,
+        spatial_position_embeddings=None,
+        object_queries_position_embeddings=None,
+        encoder_hidden_states=None,
+        encoder_padding_mask=None,
+        output_attentions=False,
+    ):
         residual = hidden_states
         hidden_states, self_probs = self.self_attn(
-            hidden_states, object_queries_position_embeddings, key_padding_mask=query_padding_mask,
+            hidden_states,
+            object_queries_position_embeddings,
+            key_padding_mask=query_padding_mask,
             output_attentions=output_attentions,
         )
         hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
@@ -133,8 +151,11 @@ class DetrDecoderLayer(GradientCheckpointingLayer):
         if encoder_hidden_states is not None:
             residual = hidden_states
             hidden_states, cross_probs = self.encoder_attn(
-                hidden_states, object_queries_position_embeddings, encoder_hidden_states,
-                spatial_position_embeddings, key_padding_mask=encoder_padding_mask,
+                hidden_states,
+                object_queries_position_embeddings,
+                encoder_hidden_states,
+                spatial_position_embeddings,
+                key_padding_mask=encoder_padding_mask,
                 output_attentions=output_attentions,
             )
             hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
@@ -149,13 +170,21 @@ class DetrEncoder(nn.Module):
         self.dropout = config.dropout
         self.layers = nn.ModuleList([DetrEncoderLayer(config) for _ in range(config.encoder_layers)])
 
-    def forward(self, inputs_embeds, key_padding_mask, spatial_position_embeddings, output_attentions=False,
-                output_hidden_states=False):
+    def forward(
+        self,
+        inputs_embeds,
+        key_padding_mask,
+        spatial_position_embeddings,
+        output_attentions=False,
+        output_hidden_states=False,
+    ):
         hidden_states = nn.functional.dropout(inputs_embeds, p=self.dropout, training=self.training)
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer in self.layers:
-            hidden_states, probs = layer(hidden_states, key_padding_mask, spatial_position_embeddings, output_attentions)
+            hidden_states, probs = layer(
+                hidden_states, key_padding_mask, spatial_position_embeddings, output_attentions
+            )
             if output_hidden_states:
                 all_hidden += (hidden_states,)
             if output_attentions:
@@ -172,8 +201,17 @@ class DetrDecoder(nn.Module):
         self.layers = nn.ModuleList([DetrDecoderLayer(config) for _ in range(config.decoder_layers)])
         self.layernorm = nn.LayerNorm(config.d_model)
 
-    def forward(self, queries, query_padding_mask, spatial_position_embeddings, object_queries_position_embeddings,
-                encoder_hidden_states, encoder_padding_mask, output_attentions=False, output_hidden_states=False):
+    def forward(
+        self,
+        queries,
+        query_padding_mask,
+        spatial_position_embeddings,
+        object_queries_position_embeddings,
+        encoder_hidden_states,
+        encoder_padding_mask,
+        output_attentions=False,
+        output_hidden_states=False,
+    ):
         hidden_states = queries
         all_hidden = (hidden_states,) if output_hidden_states else None
         self_attentions = () if output_attentions else None
@@ -181,8 +219,13 @@ class DetrDecoder(nn.Module):
         intermediate = () if self.auxiliary_loss else None
         for layer in self.layers:
             hidden_states, self_probs, cross_probs = layer(
-                hidden_states, query_padding_mask, spatial_position_embeddings, object_queries_position_embeddings,
-                encoder_hidden_states, encoder_padding_mask, output_attentions,
+                hidden_states,
+                query_padding_mask,
+                spatial_position_embeddings,
+                object_queries_position_embeddings,
+                encoder_hidden_states,
+                encoder_padding_mask,
+                output_attentions,
             )
             if output_hidden_states:
                 all_hidden += (hidden_states,)
@@ -331,7 +374,10 @@ class DetrModel(DetrPreTrainedModel):
 
         if encoder_outputs is None:
             encoder_last, encoder_hidden, encoder_attentions = self.encoder(
-                flattened_features, encoder_padding_mask, spatial_position_embeddings, output_attentions,
+                flattened_features,
+                encoder_padding_mask,
+                spatial_position_embeddings,
+                output_attentions,
                 output_hidden_states,
             )
         else:
@@ -346,8 +392,13 @@ class DetrModel(DetrPreTrainedModel):
             else torch.zeros_like(object_queries_position_embeddings)
         )
         last_hidden_state, decoder_hidden, decoder_attentions, cross_attentions, intermediate = self.decoder(
-            queries, _padding_from_keep_mask(decoder_attention_mask), spatial_position_embeddings,
-            object_queries_position_embeddings, encoder_last, encoder_padding_mask, output_attentions,
+            queries,
+            _padding_from_keep_mask(decoder_attention_mask),
+            spatial_position_embeddings,
+            object_queries_position_embeddings,
+            encoder_last,
+            encoder_padding_mask,
+            output_attentions,
             output_hidden_states,
         )
         output = DetrModelOutput(
@@ -397,9 +448,15 @@ class DetrForObjectDetection(DetrPreTrainedModel):
     ) -> DetrObjectDetectionOutput | tuple:
         return_dict = self.config.return_dict if return_dict is None else return_dict
         outputs = self.model(
-            pixel_values, pixel_mask=pixel_mask, decoder_attention_mask=decoder_attention_mask,
-            encoder_outputs=encoder_outputs, inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            pixel_values,
+            pixel_mask=pixel_mask,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         sequence_output = outputs.last_hidden_state
         logits = self.class_labels_classifier(sequence_output)
@@ -418,8 +475,15 @@ class DetrForObjectDetection(DetrPreTrainedModel):
                 ]
             class_labels, boxes, num_targets = targets_from_labels(labels, logits.device)
             loss, loss_dict = detr_loss(
-                logits, pred_boxes, class_labels, boxes, num_targets, self.config,
-                auxiliary_logits, auxiliary_boxes, backend=self.matcher_backend,
+                logits,
+                pred_boxes,
+                class_labels,
+                boxes,
+                num_targets,
+                self.config,
+                auxiliary_logits,
+                auxiliary_boxes,
+                backend=self.matcher_backend,
             )
 
         output = DetrObjectDetectionOutput(

@@ -26,12 +26,11 @@ def run_without_tritonvision(code: str, cwd: str, timeout: int = 240) -> str:
     The subprocess starts in `cwd` (a temporary folder) so nothing of the source tree is importable.
     """
     script = BLOCK_TRITONVISION + textwrap.dedent(code)
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd, timeout=timeout
-    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd, timeout=timeout)
     if result.returncode != 0:
         raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}")
     return result.stdout
+
 
 TINY_BIT_BACKBONE = dict(
     embedding_size=16,

@@ -3,11 +3,12 @@
 import pytest
 import torch
 import transformers
-from helpers import TINY_VIT
 
 import tritonvision  # noqa: F401  (registers "triton" with Transformers)
 from tritonvision.kernels import attention as attention_module
 from tritonvision.kernels.attention import attention, key_padding_from_attention_mask
+
+from helpers import TINY_VIT
 
 
 def _reference(q, k, v, mask, scale):

@@ -13,15 +13,24 @@ import textwrap
 import pytest
 import torch
 import transformers
+
 from tritonvision.modeling import detr_loss as detr_loss_module
 from tritonvision.modeling.configuration_detr import DetrConfig
 from tritonvision.modeling.detr_loss import detr_loss, labels_to_padded
 from tritonvision.modeling.modeling_detr import DetrForObjectDetection, DetrModel
 
 TINY = {
-    "d_model": 32, "encoder_layers": 1, "decoder_layers": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
-    "encoder_attention_heads": 2, "decoder_attention_heads": 2, "num_queries": 10, "num_labels": 5,
-    "use_pretrained_backbone": False, "dropout": 0.0,
+    "d_model": 32,
+    "encoder_layers": 1,
+    "decoder_layers": 2,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "num_queries": 10,
+    "num_labels": 5,
+    "use_pretrained_backbone": False,
+    "dropout": 0.0,
 }
 
 
@@ -74,8 +83,10 @@ def _batch():
 
 
 LABELS = [
-    {"class_labels": torch.tensor([1, 3, 0]),
-     "boxes": torch.tensor([[0.3, 0.4, 0.2, 0.3], [0.6, 0.6, 0.3, 0.2], [0.5, 0.5, 0.9, 0.9]])},
+    {
+        "class_labels": torch.tensor([1, 3, 0]),
+        "boxes": torch.tensor([[0.3, 0.4, 0.2, 0.3], [0.6, 0.6, 0.3, 0.2], [0.5, 0.5, 0.9, 0.9]]),
+    },
     {"class_labels": torch.tensor([4]), "boxes": torch.tensor([[0.2, 0.7, 0.1, 0.1]])},
 ]
 
@@ -100,8 +111,13 @@ def test_forward_matches_stock_on_padded_batch(stock_folder):
         actual = ours(pixel_values, pixel_mask=pixel_mask, output_hidden_states=True, output_attentions=True)
     for key in ("logits", "pred_boxes", "last_hidden_state", "encoder_last_hidden_state"):
         _close(actual[key], expected[key])
-    for key in ("encoder_hidden_states", "decoder_hidden_states", "encoder_attentions", "decoder_attentions",
-                "cross_attentions"):
+    for key in (
+        "encoder_hidden_states",
+        "decoder_hidden_states",
+        "encoder_attentions",
+        "decoder_attentions",
+        "cross_attentions",
+    ):
         assert len(actual[key]) == len(expected[key]) > 0, key
         for a, b in zip(actual[key], expected[key]):
             _close(a, b)
@@ -227,13 +243,21 @@ def test_dc5_resnet50_layout_matches_stock(tmp_path):
     assert {_stock_name(k) for k in ours.state_dict()} == set(stock.state_dict())
     pixel_values, pixel_mask = _batch()
     with torch.no_grad():
-        _close(ours(pixel_values[:, :, :64, :64], pixel_mask=pixel_mask[:, :64, :64]).logits,
-               stock(pixel_values[:, :, :64, :64], pixel_mask=pixel_mask[:, :64, :64]).logits)
+        _close(
+            ours(pixel_values[:, :, :64, :64], pixel_mask=pixel_mask[:, :64, :64]).logits,
+            stock(pixel_values[:, :, :64, :64], pixel_mask=pixel_mask[:, :64, :64]).logits,
+        )
 
 
 def test_hub_style_config_is_understood():
-    config = DetrConfig(backbone="resnet50", use_timm_backbone=True, use_pretrained_backbone=True, dilation=True,
-                        backbone_config=None, num_labels=91)
+    config = DetrConfig(
+        backbone="resnet50",
+        use_timm_backbone=True,
+        use_pretrained_backbone=True,
+        dilation=True,
+        backbone_config=None,
+        num_labels=91,
+    )
     assert config.backbone_name == "resnet50" and config.output_stride == 16 and config.hidden_size == 256
     with pytest.raises(ValueError, match="timm ResNet"):
         DetrConfig(use_timm_backbone=False)
@@ -302,8 +326,15 @@ def test_remote_code_round_trip_without_package(stock_folder, tmp_path):
     script = tmp_path / "remote.py"
     script.write_text(REMOTE_SCRIPT)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
-    result = subprocess.run([sys.executable, str(script), str(tmp_path / "saved"), inputs_file],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "saved"), inputs_file],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     logits, boxes = torch.load(inputs_file + ".out")
     with torch.no_grad():

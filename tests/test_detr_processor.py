@@ -5,6 +5,7 @@ import PIL.Image
 import pytest
 import torch
 import transformers
+
 from tritonvision.modeling.image_processing_detr import DetrImageProcessor
 
 SIZE = {"shortest_edge": 64, "longest_edge": 96}
@@ -19,13 +20,16 @@ def _images():
 
 
 ANNOTATIONS = [
-    {"image_id": 1, "annotations": [
-        {"image_id": 1, "bbox": [10, 5, 30, 20], "category_id": 3, "area": 600, "iscrowd": 0},
-        {"bbox": [80, 50, 30, 30], "category_id": 1, "area": 900, "iscrowd": 0},  # sticks out: clipped
-        {"bbox": [5, 5, 0, 10], "category_id": 2, "area": 0, "iscrowd": 0},  # zero width: dropped
-        {"bbox": [95, 70, 10, 10], "category_id": 2, "area": 100, "iscrowd": 0},  # outside: dropped
-        {"bbox": [0, 0, 10, 10], "category_id": 4, "area": 100, "iscrowd": 1},  # crowd: dropped
-    ]},
+    {
+        "image_id": 1,
+        "annotations": [
+            {"image_id": 1, "bbox": [10, 5, 30, 20], "category_id": 3, "area": 600, "iscrowd": 0},
+            {"bbox": [80, 50, 30, 30], "category_id": 1, "area": 900, "iscrowd": 0},  # sticks out: clipped
+            {"bbox": [5, 5, 0, 10], "category_id": 2, "area": 0, "iscrowd": 0},  # zero width: dropped
+            {"bbox": [95, 70, 10, 10], "category_id": 2, "area": 100, "iscrowd": 0},  # outside: dropped
+            {"bbox": [0, 0, 10, 10], "category_id": 4, "area": 100, "iscrowd": 1},  # crowd: dropped
+        ],
+    },
     {"image_id": 2, "annotations": [{"bbox": [1, 2, 3, 4], "category_id": 7, "area": 12, "iscrowd": 0}]},
 ]
 
@@ -76,8 +80,9 @@ def test_gray_and_rgba_become_rgb():
 
 
 def test_padded_labels_agree_with_labels():
-    out = DetrImageProcessor(size=SIZE)(_images(), annotations=ANNOTATIONS, return_tensors="pt",
-                                        return_padded_labels=True)
+    out = DetrImageProcessor(size=SIZE)(
+        _images(), annotations=ANNOTATIONS, return_tensors="pt", return_padded_labels=True
+    )
     padded = out["padded_labels"]
     assert padded["num_targets"].tolist() == [2, 1]
     assert padded["class_labels"].shape == (2, 2) and padded["boxes"].shape == (2, 2, 4)
@@ -89,8 +94,10 @@ def test_padded_labels_agree_with_labels():
 
 def test_annotation_errors():
     processor = DetrImageProcessor(size=SIZE)
-    wrong_image = [dict(ANNOTATIONS[0], annotations=[{"image_id": 9, "bbox": [1, 1, 5, 5], "category_id": 1}]),
-                   ANNOTATIONS[1]]
+    wrong_image = [
+        dict(ANNOTATIONS[0], annotations=[{"image_id": 9, "bbox": [1, 1, 5, 5], "category_id": 1}]),
+        ANNOTATIONS[1],
+    ]
     with pytest.raises(ValueError, match="image_id"):
         processor(_images(), annotations=wrong_image)
     with pytest.raises(ValueError, match="do not match"):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import linear_sum_assignment as scipy_lsa
+
 from tritonvision.kernels import hungarian
 from tritonvision.kernels.hungarian import Assignment, batched_linear_sum_assignment, linear_sum_assignment
 
@@ -154,7 +155,7 @@ def test_larger_problems():
 
 @pytest.mark.interpret
 def test_sparse_integer_problems_like_scipy_suite():
-    """SciPy's own comparison with csgraph uses sparse integer problems (100x100, 6 %), many infeasible; smaller here."""
+    """SciPy's own comparison with csgraph: sparse integer problems (100x100, 6 %), many infeasible; smaller here."""
     rng = np.random.default_rng(12342309)
     dense = np.full((6, 32, 32), np.inf)
     for b in range(6):

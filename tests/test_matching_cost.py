@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from tritonvision.kernels.hungarian import batched_linear_sum_assignment, detr_matching_cost
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

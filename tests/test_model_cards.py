@@ -18,10 +18,11 @@ import types
 
 import pytest
 import torch
-import tritonvision
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from PIL import Image
+
+import tritonvision
 from tritonvision.model_cards import card_names, card_path, load_card
 
 CARDS = {

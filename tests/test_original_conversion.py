@@ -25,14 +25,23 @@ from timm.models.resnetv2 import ResNetV2  # noqa: E402
 from timm.models.vision_transformer_hybrid import _create_vision_transformer_hybrid  # noqa: E402
 from transformers import AutoModel, AutoModelForImageClassification, AutoModelForObjectDetection  # noqa: E402
 from transformers.dynamic_module_utils import get_class_from_dynamic_module  # noqa: E402
+
 from tritonvision.conversion import detr_to_tritonvision, timm_to_tritonvision  # noqa: E402
 from tritonvision.conversion.__main__ import main  # noqa: E402
 
 TOLERANCE = 1e-4
 HIDDEN, HEADS, LAYERS, MLP = 32, 2, 2, 64
 TINY_VIT = dict(hidden_size=HIDDEN, num_layers=LAYERS, num_heads=HEADS, mlp_dim=MLP, patch_size=8)
-TINY_HYBRID = dict(hidden_size=HIDDEN, num_layers=LAYERS, num_heads=HEADS, mlp_dim=MLP, patch_size=1,
-                   resnet_depths=[2, 1], resnet_width=8, resnet_groups=4)
+TINY_HYBRID = dict(
+    hidden_size=HIDDEN,
+    num_layers=LAYERS,
+    num_heads=HEADS,
+    mlp_dim=MLP,
+    patch_size=1,
+    resnet_depths=[2, 1],
+    resnet_width=8,
+    resnet_groups=4,
+)
 
 
 def max_diff(reference, ours) -> float:
@@ -42,6 +51,7 @@ def max_diff(reference, ours) -> float:
 
 
 # ---------------------------------------------------------------- google-research/vision_transformer .npz
+
 
 def jax_arrays(seed=0, patch=8, grid=4, classes=5, pre_logits=None, zero_head=False, resnet=None):
     """Random arrays under the original Flax names and layouts (HWIO convs, per-head attention kernels)."""
@@ -59,46 +69,80 @@ def jax_arrays(seed=0, patch=8, grid=4, classes=5, pre_logits=None, zero_head=Fa
             mid = width * 2**block
             for unit in range(depth):
                 p = f"block{block + 1}/unit{unit + 1}/"
-                arrays |= {p + "conv1/kernel": r(1, 1, channels, mid), p + "conv2/kernel": r(3, 3, mid, mid),
-                           p + "conv3/kernel": r(1, 1, mid, 4 * mid)}
+                arrays |= {
+                    p + "conv1/kernel": r(1, 1, channels, mid),
+                    p + "conv2/kernel": r(3, 3, mid, mid),
+                    p + "conv3/kernel": r(1, 1, mid, 4 * mid),
+                }
                 for norm, size in (("gn1", mid), ("gn2", mid), ("gn3", 4 * mid)):
                     arrays |= {p + norm + "/scale": r(size, offset=1), p + norm + "/bias": r(size)}
                 if unit == 0:
-                    arrays |= {p + "conv_proj/kernel": r(1, 1, channels, 4 * mid),
-                               p + "gn_proj/scale": r(4 * mid, offset=1), p + "gn_proj/bias": r(4 * mid)}
+                    arrays |= {
+                        p + "conv_proj/kernel": r(1, 1, channels, 4 * mid),
+                        p + "gn_proj/scale": r(4 * mid, offset=1),
+                        p + "gn_proj/bias": r(4 * mid),
+                    }
                 channels = 4 * mid
     head_dim = HIDDEN // HEADS
-    arrays |= {"embedding/kernel": r(patch, patch, channels, HIDDEN), "embedding/bias": r(HIDDEN),
-               "cls": r(1, 1, HIDDEN), "Transformer/posembed_input/pos_embedding": r(1, 1 + grid * grid, HIDDEN)}
+    arrays |= {
+        "embedding/kernel": r(patch, patch, channels, HIDDEN),
+        "embedding/bias": r(HIDDEN),
+        "cls": r(1, 1, HIDDEN),
+        "Transformer/posembed_input/pos_embedding": r(1, 1 + grid * grid, HIDDEN),
+    }
     for layer in range(LAYERS):
         p = f"Transformer/encoderblock_{layer}/"
         attention = p + "MultiHeadDotProductAttention_1/"
         for norm in ("LayerNorm_0", "LayerNorm_2"):
             arrays |= {f"{p}{norm}/scale": r(HIDDEN, offset=1), f"{p}{norm}/bias": r(HIDDEN)}
         for name in ("query", "key", "value"):
-            arrays |= {f"{attention}{name}/kernel": r(HIDDEN, HEADS, head_dim), f"{attention}{name}/bias": r(HEADS, head_dim)}
-        arrays |= {attention + "out/kernel": r(HEADS, head_dim, HIDDEN), attention + "out/bias": r(HIDDEN),
-                   p + "MlpBlock_3/Dense_0/kernel": r(HIDDEN, MLP), p + "MlpBlock_3/Dense_0/bias": r(MLP),
-                   p + "MlpBlock_3/Dense_1/kernel": r(MLP, HIDDEN), p + "MlpBlock_3/Dense_1/bias": r(HIDDEN)}
+            arrays |= {
+                f"{attention}{name}/kernel": r(HIDDEN, HEADS, head_dim),
+                f"{attention}{name}/bias": r(HEADS, head_dim),
+            }
+        arrays |= {
+            attention + "out/kernel": r(HEADS, head_dim, HIDDEN),
+            attention + "out/bias": r(HIDDEN),
+            p + "MlpBlock_3/Dense_0/kernel": r(HIDDEN, MLP),
+            p + "MlpBlock_3/Dense_0/bias": r(MLP),
+            p + "MlpBlock_3/Dense_1/kernel": r(MLP, HIDDEN),
+            p + "MlpBlock_3/Dense_1/bias": r(HIDDEN),
+        }
     arrays |= {"Transformer/encoder_norm/scale": r(HIDDEN, offset=1), "Transformer/encoder_norm/bias": r(HIDDEN)}
     if pre_logits:
         arrays |= {"pre_logits/kernel": r(HIDDEN, pre_logits), "pre_logits/bias": r(pre_logits)}
     if classes:
         width = pre_logits or HIDDEN
         zero = np.zeros
-        arrays |= {"head/kernel": zero((width, classes), np.float32) if zero_head else r(width, classes),
-                   "head/bias": zero(classes, np.float32) if zero_head else r(classes)}
+        arrays |= {
+            "head/kernel": zero((width, classes), np.float32) if zero_head else r(width, classes),
+            "head/bias": zero(classes, np.float32) if zero_head else r(classes),
+        }
     return arrays
 
 
 def timm_from_npz(npz_path, image_size, num_classes, hybrid=False):
     """What timm itself makes of the file: its model of the same shape + `load_pretrained` (timm's .npz loader)."""
-    sizes = dict(embed_dim=HIDDEN, depth=LAYERS, num_heads=HEADS, mlp_ratio=MLP / HIDDEN, img_size=image_size,
-                 num_classes=num_classes)
+    sizes = dict(
+        embed_dim=HIDDEN,
+        depth=LAYERS,
+        num_heads=HEADS,
+        mlp_ratio=MLP / HIDDEN,
+        img_size=image_size,
+        num_classes=num_classes,
+    )
     if hybrid:
-        backbone = ResNetV2(layers=(2, 1), channels=(32, 64), stem_chs=8, num_classes=0, global_pool="",
-                            preact=False, stem_type="same", conv_layer=partial(StdConv2dSame, eps=1e-8),
-                            norm_layer=partial(GroupNormAct, num_groups=4))
+        backbone = ResNetV2(
+            layers=(2, 1),
+            channels=(32, 64),
+            stem_chs=8,
+            num_classes=0,
+            global_pool="",
+            preact=False,
+            stem_type="same",
+            conv_layer=partial(StdConv2dSame, eps=1e-8),
+            norm_layer=partial(GroupNormAct, num_groups=4),
+        )
         model = _create_vision_transformer_hybrid("vit_base_r50_s16_224", backbone=backbone, **sizes)
     else:
         model = timm.create_model("vit_base_patch16_224", patch_size=8, **sizes)
@@ -141,8 +185,9 @@ def test_jax_in21k_zero_head_becomes_feature_extractor_with_pre_logits_pooler(tm
         outputs = model(pixels)
     assert max_diff(features, outputs.last_hidden_state) < TOLERANCE
     # the original model's representation layer: Dense then tanh on the class token
-    pooled = torch.tanh(features[:, 0] @ torch.from_numpy(arrays["pre_logits/kernel"]) +
-                        torch.from_numpy(arrays["pre_logits/bias"]))
+    pooled = torch.tanh(
+        features[:, 0] @ torch.from_numpy(arrays["pre_logits/kernel"]) + torch.from_numpy(arrays["pre_logits/bias"])
+    )
     assert max_diff(pooled, outputs.pooler_output) < TOLERANCE
 
 
@@ -164,6 +209,7 @@ def test_jax_refuses_wrong_variant_and_broken_files(tmp_path, capsys):
 
 # ---------------------------------------------------------------- facebookresearch/detr
 
+
 def original_detr_state_dict(d_model=32, heads=2, encoder_layers=1, decoder_layers=2, ffn=64, queries=5, classes=4):
     """An original DETR-R50 state dict: torchvision's ResNet-50 body and PyTorch's own Transformer layers."""
     generator = torch.Generator().manual_seed(0)
@@ -180,22 +226,29 @@ def original_detr_state_dict(d_model=32, heads=2, encoder_layers=1, decoder_laye
         elif key.endswith(("running_mean", "bias")):
             value = randn(value.shape, 0.1)
         state_dict["backbone.0.body." + key] = value
-    layer_kinds = (("encoder", encoder_layers, torch.nn.TransformerEncoderLayer),
-                   ("decoder", decoder_layers, torch.nn.TransformerDecoderLayer))
+    layer_kinds = (
+        ("encoder", encoder_layers, torch.nn.TransformerEncoderLayer),
+        ("decoder", decoder_layers, torch.nn.TransformerDecoderLayer),
+    )
     for part, count, layer_class in layer_kinds:
         for index in range(count):
             for key, value in layer_class(d_model, heads, ffn).state_dict().items():
                 offset = 1.0 if "norm" in key and key.endswith("weight") else 0.0
                 state_dict[f"transformer.{part}.layers.{index}.{key}"] = randn(value.shape, offset=offset)
     state_dict |= {
-        "transformer.decoder.norm.weight": randn(d_model, 0.1, 1.0), "transformer.decoder.norm.bias": randn(d_model),
-        "input_proj.weight": randn((d_model, 2048, 1, 1), 0.05), "input_proj.bias": randn(d_model),
+        "transformer.decoder.norm.weight": randn(d_model, 0.1, 1.0),
+        "transformer.decoder.norm.bias": randn(d_model),
+        "input_proj.weight": randn((d_model, 2048, 1, 1), 0.05),
+        "input_proj.bias": randn(d_model),
         "query_embed.weight": randn((queries, d_model), 1.0),
-        "class_embed.weight": randn((classes + 1, d_model)), "class_embed.bias": randn(classes + 1),
+        "class_embed.weight": randn((classes + 1, d_model)),
+        "class_embed.bias": randn(classes + 1),
     }
     for index, (fan_in, fan_out) in enumerate(((d_model, d_model), (d_model, d_model), (d_model, 4))):
-        state_dict |= {f"bbox_embed.layers.{index}.weight": randn((fan_out, fan_in), 0.3),
-                       f"bbox_embed.layers.{index}.bias": randn(fan_out, 0.1)}
+        state_dict |= {
+            f"bbox_embed.layers.{index}.weight": randn((fan_out, fan_in), 0.3),
+            f"bbox_embed.layers.{index}.bias": randn(fan_out, 0.1),
+        }
     return state_dict
 
 
@@ -242,9 +295,11 @@ def test_detr_dc5_conversion_matches_transformers():
 
 # ---------------------------------------------------------------- facebookresearch/deit
 
+
 def deit_checkpoint(tmp_path, name="deit_base_distilled_patch16_224"):
-    model = timm.create_model(name, embed_dim=HIDDEN, depth=LAYERS, num_heads=HEADS, img_size=32, patch_size=8,
-                              num_classes=5)
+    model = timm.create_model(
+        name, embed_dim=HIDDEN, depth=LAYERS, num_heads=HEADS, img_size=32, patch_size=8, num_classes=5
+    )
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.copy_(0.2 * torch.randn_like(parameter))
@@ -271,6 +326,7 @@ def test_deit_distilled_checkpoint_matches_timm(tmp_path):
 
 # ---------------------------------------------------------------- bad inputs of the .pth readers
 
+
 class NotWeights:
     """A pickled object that is not a tensor: `weights_only=True` refuses to build it."""
 
@@ -290,9 +346,13 @@ def test_pth_readers_refuse_broken_and_foreign_checkpoints(tmp_path, capsys, sou
     objects = tmp_path / "objects.pth"
     torch.save({"model": NotWeights()}, objects)
     other = deit_path if source == "detr" else detr_path
-    cases = [(truncated, "cannot read"), (not_state_dict, "does not hold a state dict"),
-             (strings, "not a state dict of named tensors"), (objects, "cannot read"),
-             (other, "missing tensors")]
+    cases = [
+        (truncated, "cannot read"),
+        (not_state_dict, "does not hold a state dict"),
+        (strings, "not a state dict of named tensors"),
+        (objects, "cannot read"),
+        (other, "missing tensors"),
+    ]
     for index, (path, message) in enumerate(cases):
         output = tmp_path / f"out{index}"
         assert main([source, str(path), str(output)]) == 1
@@ -303,8 +363,15 @@ def test_pth_readers_refuse_broken_and_foreign_checkpoints(tmp_path, capsys, sou
 
 # ---------------------------------------------------------------- stock Transformers folders
 
-TINY_STOCK = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS, intermediate_size=MLP,
-                  image_size=32, patch_size=8, num_labels=3)
+TINY_STOCK = dict(
+    hidden_size=HIDDEN,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=HEADS,
+    intermediate_size=MLP,
+    image_size=32,
+    patch_size=8,
+    num_labels=3,
+)
 
 
 @pytest.mark.parametrize("architecture", ["ViTForImageClassification", "DeiTForImageClassificationWithTeacher"])
@@ -327,31 +394,67 @@ def test_hf_stock_folder_becomes_remote_code_folder(tmp_path, architecture):
 
 
 def test_hf_vit_hybrid_4x_layout_is_checked_against_timm(tmp_path):
-    backbone = ResNetV2(layers=(2, 1), channels=(32, 64), stem_chs=8, num_classes=0, global_pool="", preact=False,
-                        stem_type="same", conv_layer=partial(StdConv2dSame, eps=1e-8),
-                        norm_layer=partial(GroupNormAct, num_groups=4))
-    timm_model = _create_vision_transformer_hybrid("vit_base_r50_s16_224", backbone=backbone, embed_dim=HIDDEN,
-                                                   depth=LAYERS, num_heads=HEADS, mlp_ratio=2.0, img_size=32,
-                                                   num_classes=3)
+    backbone = ResNetV2(
+        layers=(2, 1),
+        channels=(32, 64),
+        stem_chs=8,
+        num_classes=0,
+        global_pool="",
+        preact=False,
+        stem_type="same",
+        conv_layer=partial(StdConv2dSame, eps=1e-8),
+        norm_layer=partial(GroupNormAct, num_groups=4),
+    )
+    timm_model = _create_vision_transformer_hybrid(
+        "vit_base_r50_s16_224",
+        backbone=backbone,
+        embed_dim=HIDDEN,
+        depth=LAYERS,
+        num_heads=HEADS,
+        mlp_ratio=2.0,
+        img_size=32,
+        num_classes=3,
+    )
     with torch.no_grad():
         for name, parameter in timm_model.named_parameters():
-            parameter.copy_((1.0 if "norm" in name and name.endswith("weight") else 0.0)
-                            + 0.2 * torch.randn_like(parameter))
+            parameter.copy_(
+                (1.0 if "norm" in name and name.endswith("weight") else 0.0) + 0.2 * torch.randn_like(parameter)
+            )
     timm_model.eval()
     # A Transformers 4.x ViT-hybrid folder: 4.x tensor names, `model_type: vit-hybrid`, a nested BiT config.
     folder = tmp_path / "stock_hybrid"
     folder.mkdir()
     tensors = timm_to_tritonvision.convert_state_dict(timm_model.state_dict(), timm_to_tritonvision.VIT_HYBRID)
     save_file({key: value.contiguous() for key, value in tensors.items()}, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "vit-hybrid", "architectures": ["ViTHybridForImageClassification"], "hidden_size": HIDDEN,
-        "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "intermediate_size": MLP, "image_size": 32,
-        "patch_size": 1, "layer_norm_eps": 1e-6, "backbone_featmap_shape": [1, 64, 4, 4],
-        "id2label": {"0": "a", "1": "b", "2": "c"}, "label2id": {"a": 0, "b": 1, "c": 2},
-        "backbone_config": {"model_type": "bit", "embedding_size": 8, "hidden_sizes": [32, 64], "depths": [2, 1],
-                            "layer_type": "bottleneck", "global_padding": "same", "num_groups": 4,
-                            "embedding_dynamic_padding": True, "out_features": ["stage2"]},
-    }))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "vit-hybrid",
+                "architectures": ["ViTHybridForImageClassification"],
+                "hidden_size": HIDDEN,
+                "num_hidden_layers": LAYERS,
+                "num_attention_heads": HEADS,
+                "intermediate_size": MLP,
+                "image_size": 32,
+                "patch_size": 1,
+                "layer_norm_eps": 1e-6,
+                "backbone_featmap_shape": [1, 64, 4, 4],
+                "id2label": {"0": "a", "1": "b", "2": "c"},
+                "label2id": {"a": 0, "b": 1, "c": 2},
+                "backbone_config": {
+                    "model_type": "bit",
+                    "embedding_size": 8,
+                    "hidden_sizes": [32, 64],
+                    "depths": [2, 1],
+                    "layer_type": "bottleneck",
+                    "global_padding": "same",
+                    "num_groups": 4,
+                    "embedding_dynamic_padding": True,
+                    "out_features": ["stage2"],
+                },
+            }
+        )
+    )
     assert main(["hf", str(folder), str(tmp_path / "out")]) == 0
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "out", trust_remote_code=True).eval()
     pixels = torch.randn(2, 3, 32, 32)

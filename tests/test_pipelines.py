@@ -7,9 +7,10 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from helpers import TINY_VIT, run_without_tritonvision, tiny_detr_config
 
 import tritonvision
+
+from helpers import TINY_VIT, run_without_tritonvision, tiny_detr_config
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,9 @@ def test_object_detection_pipeline(tmp_path, image_path):
     assert len(result) == len(expected["scores"]) == config.num_queries
     order = np.argsort([-r["score"] for r in result], kind="stable")
     expected_order = np.argsort(-expected["scores"].numpy(), kind="stable")
-    np.testing.assert_allclose([result[i]["score"] for i in order], expected["scores"].numpy()[expected_order], atol=1e-5)
+    np.testing.assert_allclose(
+        [result[i]["score"] for i in order], expected["scores"].numpy()[expected_order], atol=1e-5
+    )
     assert [result[i]["label"] for i in order] == [config.id2label[int(expected["labels"][j])] for j in expected_order]
     boxes = [[result[i]["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")] for i in order]
     # The pipeline rounds box corners to whole pixels.

@@ -7,12 +7,14 @@ import warnings
 import httpx2
 import pytest
 import torch
-import tritonvision
-from helpers import run_without_tritonvision
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, RepositoryNotFoundError
+
+import tritonvision
 from tritonvision.model_cards import load_card
 from tritonvision.modeling import hub
+
+from helpers import run_without_tritonvision
 
 TINY = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, image_size=224, patch_size=32

@@ -6,10 +6,11 @@ import re
 import pytest
 import torch
 import transformers
-from helpers import TINY_VIT, run_without_tritonvision
 
 import tritonvision
 from tritonvision.modeling.remote_code import collect_code_files
+
+from helpers import TINY_VIT, run_without_tritonvision
 
 CASES = [
     ("ViTModel", tritonvision.ViTModel, tritonvision.ViTImageProcessor, "AutoModel", "last_hidden_state"),
@@ -52,7 +53,7 @@ def test_folder_loads_without_tritonvision(tmp_path, name, model_cls, processor_
     stdout = run_without_tritonvision(
         f"""
         import torch, transformers
-        io = torch.load("{tmp_path / 'io.pt'}")
+        io = torch.load("{tmp_path / "io.pt"}")
         model = transformers.{auto_name}.from_pretrained("{folder}", trust_remote_code=True).eval()
         processor = transformers.AutoImageProcessor.from_pretrained("{folder}", trust_remote_code=True)
         assert type(model).__name__ == "{name}", type(model)
@@ -78,9 +79,9 @@ def test_resaving_remote_code_model_writes_same_files(tmp_path):
     run_without_tritonvision(
         f"""
         import transformers
-        remote = transformers.AutoModel.from_pretrained("{tmp_path / 'a'}", trust_remote_code=True)
+        remote = transformers.AutoModel.from_pretrained("{tmp_path / "a"}", trust_remote_code=True)
         assert type(remote).__module__.startswith("transformers_modules")
-        remote.save_pretrained("{tmp_path / 'b'}")
+        remote.save_pretrained("{tmp_path / "b"}")
         """,
         cwd=str(tmp_path),
     )

@@ -20,6 +20,7 @@ from timm.models.resnetv2 import ResNetV2  # noqa: E402
 from timm.models.vision_transformer_hybrid import _create_vision_transformer_hybrid  # noqa: E402
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification  # noqa: E402
 from transformers.dynamic_module_utils import get_class_from_dynamic_module  # noqa: E402
+
 from tritonvision.conversion import VerificationError, verify_then_write  # noqa: E402
 from tritonvision.conversion import timm_to_tritonvision as timm_conversion  # noqa: E402
 from tritonvision.conversion.__main__ import main  # noqa: E402
@@ -34,8 +35,14 @@ if not timm.is_model(TINY_HYBRID):
     def tritonvision_test_tiny_r_s16_384(pretrained=False, **kwargs):
         """`vit_base_r50_s16_384`'s structure (same-padded StdConv ResNetV2 stages 1-3, 1x1 patches, 384 px)."""
         backbone = ResNetV2(
-            layers=(2, 1, 2), channels=(32, 64, 128), stem_chs=16, num_classes=0, global_pool="", preact=False,
-            stem_type="same", conv_layer=partial(StdConv2dSame, eps=1e-8),
+            layers=(2, 1, 2),
+            channels=(32, 64, 128),
+            stem_chs=16,
+            num_classes=0,
+            global_pool="",
+            preact=False,
+            stem_type="same",
+            conv_layer=partial(StdConv2dSame, eps=1e-8),
             norm_layer=partial(GroupNormAct, num_groups=8),
         )
         model_args = dict(embed_dim=32, depth=2, num_heads=2, img_size=384)
@@ -63,8 +70,9 @@ def make_checkpoint(tmp_path, name, **kwargs):
 
 
 def run_cli(name, checkpoint, output, kwargs, *extra):
-    return main(["timm", name, str(output), "--checkpoint", str(checkpoint), "--timm-kwargs", json.dumps(kwargs),
-                 *extra])
+    return main(
+        ["timm", name, str(output), "--checkpoint", str(checkpoint), "--timm-kwargs", json.dumps(kwargs), *extra]
+    )
 
 
 def max_diff(a, b) -> float:

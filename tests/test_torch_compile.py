@@ -6,10 +6,11 @@ generating code, so it is the CPU check; the custom operators' fake implementati
 
 import pytest
 import torch
-from helpers import TINY_VIT, tiny_detr_config, tiny_hybrid_config
 from torch._dynamo.testing import CompileCounterWithBackend
 
 import tritonvision
+
+from helpers import TINY_VIT, tiny_detr_config, tiny_hybrid_config
 
 
 def _vit():

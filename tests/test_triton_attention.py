@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 import torch
+
 import tritonvision.kernels.triton_attention as ta
 from tritonvision.kernels.triton_attention import fused_attention
 
@@ -103,8 +104,10 @@ def check_case(B, H, Nq, Nk, D, dtype, mask_kind, layout="contiguous", backend="
         assert torch.isfinite(got).all(), f"{name} has non-finite values"
     if dtype == torch.float32:
         for name, got, want in zip(names, ours, ref):
-            torch.testing.assert_close(got.double(), want.double(), rtol=1e-4, atol=1e-4 * (1 + want.abs().max().item()),
-                                       msg=lambda m, n=name: f"{n}: {m}")  # fmt: skip
+            atol = 1e-4 * (1 + want.abs().max().item())
+            torch.testing.assert_close(
+                got.double(), want.double(), rtol=1e-4, atol=atol, msg=lambda m, n=name: f"{n}: {m}"
+            )
     else:
         base = run(lambda a, b, c: attention_lowp(a, b, c, mask, scale), q, k, v, grad_out)
         for name, got, want, torch_lowp in zip(names, ours, ref, base):

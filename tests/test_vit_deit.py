@@ -4,9 +4,10 @@ import pytest
 import safetensors.torch
 import torch
 import transformers
-from helpers import TINY_VIT
 
 import tritonvision
+
+from helpers import TINY_VIT
 
 # (stock class, our class, stock config class)
 PAIRS = [

@@ -15,22 +15,41 @@ from transformers import BitBackbone as StockBitBackbone
 from transformers import BitConfig
 from transformers import ViTConfig as StockViTConfig
 from transformers import ViTForImageClassification as StockViTForImageClassification
+
 from tritonvision.modeling.bit_backbone import BitBackbone, BitSettings
 from tritonvision.modeling.configuration_vit_hybrid import ViTHybridConfig
 from tritonvision.modeling.image_processing_vit_hybrid import ViTHybridImageProcessor
 from tritonvision.modeling.modeling_vit_hybrid import ViTHybridForImageClassification, ViTHybridModel
 
-TINY_BIT = dict(embedding_size=16, hidden_sizes=[32, 64, 128], depths=[2, 1, 2], num_groups=8,
-                global_padding="same", out_features=["stage3"])
+TINY_BIT = dict(
+    embedding_size=16,
+    hidden_sizes=[32, 64, 128],
+    depths=[2, 1, 2],
+    num_groups=8,
+    global_padding="same",
+    out_features=["stage3"],
+)
 # google/vit-hybrid-base-bit-384's backbone, as Transformers 4.x's conversion script configured it.
-HUB_BACKBONE = dict(global_padding="same", layer_type="bottleneck", depths=[3, 4, 9], out_features=["stage3"],
-                    embedding_dynamic_padding=True)
+HUB_BACKBONE = dict(
+    global_padding="same",
+    layer_type="bottleneck",
+    depths=[3, 4, 9],
+    out_features=["stage3"],
+    embedding_dynamic_padding=True,
+)
 
 
 def tiny_config(**overrides) -> ViTHybridConfig:
     backbone = dict(TINY_BIT, layer_type="bottleneck", embedding_dynamic_padding=True)
-    fields = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=64,
-                  backbone_config=backbone, num_labels=5)
+    fields = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=64,
+        backbone_config=backbone,
+        num_labels=5,
+    )
     return ViTHybridConfig(**{**fields, **overrides})
 
 
@@ -64,10 +83,17 @@ def test_tensor_names_are_those_of_the_hub_checkpoint(tmp_path):
     """Transformers 4.x built google/vit-hybrid-base-bit-384 as ViT + `load_backbone` (a `BitBackbone`) under
     `vit.embeddings.patch_embeddings.backbone`; both stock pieces still exist in Transformers 5, so the real
     key list is rebuilt from them (the checkpoint's own index is not reachable offline)."""
-    stock_vit = StockViTForImageClassification(StockViTConfig(
-        hidden_size=8, num_hidden_layers=12, num_attention_heads=2, intermediate_size=8, image_size=16,
-        patch_size=16, num_labels=3,
-    ))
+    stock_vit = StockViTForImageClassification(
+        StockViTConfig(
+            hidden_size=8,
+            num_hidden_layers=12,
+            num_attention_heads=2,
+            intermediate_size=8,
+            image_size=16,
+            patch_size=16,
+            num_labels=3,
+        )
+    )
     vit_names = _saved_tensor_names(stock_vit, tmp_path / "vit")
     bit_names = _saved_tensor_names(StockBitBackbone(BitConfig(**HUB_BACKBONE)), tmp_path / "bit")
     expected = vit_names | {f"vit.embeddings.patch_embeddings.backbone.{name}" for name in bit_names}
@@ -84,13 +110,27 @@ def test_transformers_4_folder_loads_without_missing_or_unexpected(tmp_path):
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "model.safetensors"))
     bit = BitConfig(**TINY_BIT, layer_type="bottleneck", embedding_dynamic_padding=True)
     hub_config = {
-        "architectures": ["ViTHybridForImageClassification"], "model_type": "vit-hybrid",
-        "backbone_config": {**bit.to_dict(), "global_padding": "SAME"}, "backbone_featmap_shape": [1, 128, 4, 4],
-        "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-        "hidden_act": "gelu", "image_size": 64, "patch_size": 1, "num_channels": 3, "qkv_bias": True,
-        "layer_norm_eps": 1e-12, "initializer_range": 0.02, "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0, "id2label": {str(i): f"class {i}" for i in range(5)},
-        "label2id": {f"class {i}": i for i in range(5)}, "torch_dtype": "float32", "transformers_version": "4.40.2",
+        "architectures": ["ViTHybridForImageClassification"],
+        "model_type": "vit-hybrid",
+        "backbone_config": {**bit.to_dict(), "global_padding": "SAME"},
+        "backbone_featmap_shape": [1, 128, 4, 4],
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "hidden_act": "gelu",
+        "image_size": 64,
+        "patch_size": 1,
+        "num_channels": 3,
+        "qkv_bias": True,
+        "layer_norm_eps": 1e-12,
+        "initializer_range": 0.02,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "id2label": {str(i): f"class {i}" for i in range(5)},
+        "label2id": {f"class {i}": i for i in range(5)},
+        "torch_dtype": "float32",
+        "transformers_version": "4.40.2",
     }
     (tmp_path / "config.json").write_text(json.dumps(hub_config))
     model, info = ViTHybridForImageClassification.from_pretrained(tmp_path, output_loading_info=True)
@@ -106,14 +146,29 @@ def test_matches_timm_hybrid_outputs_and_gradients():
     from timm.layers import GroupNormAct, HybridEmbed, StdConv2dSame
     from timm.models.resnetv2 import ResNetV2
     from timm.models.vision_transformer import VisionTransformer
+
     from tritonvision.conversion.timm_to_tritonvision import convert_timm_model
 
     backbone = ResNetV2(
-        layers=(2, 1, 2), channels=(32, 64, 128), stem_chs=16, num_classes=0, global_pool="", preact=False,
-        stem_type="same", conv_layer=partial(StdConv2dSame, eps=1e-8), norm_layer=partial(GroupNormAct, num_groups=8),
+        layers=(2, 1, 2),
+        channels=(32, 64, 128),
+        stem_chs=16,
+        num_classes=0,
+        global_pool="",
+        preact=False,
+        stem_type="same",
+        conv_layer=partial(StdConv2dSame, eps=1e-8),
+        norm_layer=partial(GroupNormAct, num_groups=8),
     )
-    reference = VisionTransformer(img_size=64, patch_size=1, embed_dim=32, depth=2, num_heads=2, num_classes=5,
-                                  embed_layer=partial(HybridEmbed, backbone=backbone))
+    reference = VisionTransformer(
+        img_size=64,
+        patch_size=1,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        num_classes=5,
+        embed_layer=partial(HybridEmbed, backbone=backbone),
+    )
     randomize_(reference)
     ours, variant, _ = convert_timm_model(reference, "vit_base_r50_s16_384")
     assert isinstance(ours, ViTHybridForImageClassification) and variant == "vit-hybrid"
