@@ -59,6 +59,15 @@ def validate_images(images) -> None:
         _check_image(images, "the image")
 
 
+def add_channel_axis(images):
+    """Give 2-D (gray) arrays and tensors a trailing channel axis, which Transformers' image checks require."""
+    if isinstance(images, (list, tuple)):
+        return [add_channel_axis(image) for image in images]
+    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 2:
+        return images[..., None]
+    return images
+
+
 class TritonVisionImageProcessor(PilBackend):
     """PIL-backend processor that checks its inputs and saves itself with its code.
 
@@ -70,7 +79,7 @@ class TritonVisionImageProcessor(PilBackend):
 
     def preprocess(self, images, *args, **kwargs):
         validate_images(images)
-        return super().preprocess(images, *args, **kwargs)
+        return super().preprocess(add_channel_axis(images), *args, **kwargs)
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
         """Write `preprocessor_config.json` with an `auto_map` and the code files beside it."""
