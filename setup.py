@@ -48,7 +48,6 @@ setup(
         "console_scripts": [
             "tritonvision-convert=tritonvision.conversion.__main__:main",
             "tritonvision-push=tritonvision.modeling.hub:main",
-            "tritonvision-demo=tritonvision.modeling.demo:main",
         ],
     },
 )
