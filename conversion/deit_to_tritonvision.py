@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import timm_to_tritonvision as timm_conversion
 from .checkpoint_io import listing, load_into, load_torch_checkpoint, random_pixels
-from .folder_writer import DEFAULT_TOLERANCE, ConversionError, verify_then_write
+from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
 
 SOURCE = "deit"
 HELP = "convert a facebookresearch/deit .pth checkpoint (verified against timm's deit_* models)"
@@ -196,12 +196,8 @@ def convert(
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="the original .pth file (e.g. deit_base_distilled_patch16_224-df68dfff.pth)")
-    parser.add_argument("output_dir", help="folder to write (must not exist or be empty unless --overwrite)")
+    add_output_arguments(parser, "timm")
     parser.add_argument("--num-heads", type=int, help="attention heads (default: width / 64, as every DeiT)")
-    parser.add_argument("--no-verify", action="store_true", help="write without comparing against timm")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs difference allowed")
-    parser.add_argument("--card", help="model card name in model_cards/")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
 
 
 def run(args) -> int:
@@ -209,9 +205,6 @@ def run(args) -> int:
         args.checkpoint,
         args.output_dir,
         num_heads=args.num_heads,
-        verify=not args.no_verify,
-        tolerance=args.tolerance,
-        card_name=args.card,
-        overwrite=args.overwrite,
+        **output_options(args),
     )
     return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint_io import listing, load_into, load_torch_checkpoint
-from .folder_writer import DEFAULT_TOLERANCE, ConversionError, verify_then_write
+from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
 
 SOURCE = "detr"
 HELP = "convert a facebookresearch/detr .pth checkpoint (verified against Transformers' DETR)"
@@ -304,7 +304,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "checkpoint", help="the original .pth file (e.g. detr-r50-e632da11.pth, detr-r50-dc5-f0fb7ef5.pth)"
     )
-    parser.add_argument("output_dir", help="folder to write (must not exist or be empty unless --overwrite)")
+    add_output_arguments(parser, "Transformers")
     parser.add_argument(
         "--dilation",
         action="store_true",
@@ -312,10 +312,6 @@ def add_arguments(parser) -> None:
         help="DC5 checkpoint (dilated last stage); read from the checkpoint's args when present",
     )
     parser.add_argument("--num-heads", type=int, help="attention heads (default: the checkpoint's args, else 8)")
-    parser.add_argument("--no-verify", action="store_true", help="write without comparing against Transformers")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs difference allowed")
-    parser.add_argument("--card", help="model card name in model_cards/")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
 
 
 def run(args) -> int:
@@ -324,9 +320,6 @@ def run(args) -> int:
         args.output_dir,
         dilation=args.dilation,
         num_heads=args.num_heads,
-        verify=not args.no_verify,
-        tolerance=args.tolerance,
-        card_name=args.card,
-        overwrite=args.overwrite,
+        **output_options(args),
     )
     return 0

@@ -108,3 +108,23 @@ def verify_then_write(
     else:
         verify(compare, tolerance, log)
     return write_folder(model, processor, output_dir, card_name, overwrite, log)
+
+
+def add_output_arguments(parser, reference: str, card_default: str = "") -> None:
+    """The arguments every converter shares: the output folder, verification, model card and overwrite."""
+    parser.add_argument("output_dir", help="folder to write (must not exist or be empty unless --overwrite)")
+    parser.add_argument("--no-verify", action="store_true", help=f"write without comparing against {reference}")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs difference allowed")
+    card_help = "model card name in model_cards/" + (f" (default: {card_default})" if card_default else "")
+    parser.add_argument("--card", help=card_help)
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+
+def output_options(args) -> dict:
+    """`convert(...)` keyword arguments from the shared arguments."""
+    return {
+        "verify": not args.no_verify,
+        "tolerance": args.tolerance,
+        "card_name": args.card,
+        "overwrite": args.overwrite,
+    }

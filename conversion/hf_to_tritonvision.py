@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint_io import listing, random_pixels
-from .folder_writer import DEFAULT_TOLERANCE, ConversionError, verify_then_write
+from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
 
 SOURCE = "hf"
 HELP = "convert a stock Transformers ViT / DeiT / DETR / ViT-hybrid folder or Hub repo (verified before writing)"
@@ -310,20 +310,13 @@ def convert(
 
 def add_arguments(parser) -> None:
     parser.add_argument("source", help="a local Transformers checkpoint folder or a Hub repo id (google/vit-base-...)")
-    parser.add_argument("output_dir", help="folder to write (must not exist or be empty unless --overwrite)")
-    parser.add_argument("--no-verify", action="store_true", help="write without comparing against the reference")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs difference allowed")
-    parser.add_argument("--card", help="model card name in model_cards/ (default: the repo name)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    add_output_arguments(parser, "the reference", card_default="the repo name")
 
 
 def run(args) -> int:
     convert(
         args.source,
         args.output_dir,
-        verify=not args.no_verify,
-        tolerance=args.tolerance,
-        card_name=args.card,
-        overwrite=args.overwrite,
+        **output_options(args),
     )
     return 0

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .checkpoint_io import listing, load_into, load_npz, random_pixels
-from .folder_writer import DEFAULT_TOLERANCE, ConversionError, verify_then_write
+from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
 
 SOURCE = "jax"
 HELP = "convert a google-research/vision_transformer .npz checkpoint (verified against timm's .npz loader)"
@@ -446,7 +446,7 @@ def convert(
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="the original .npz file (e.g. ViT-B_16.npz, R50+ViT-B_16.npz)")
-    parser.add_argument("output_dir", help="folder to write (must not exist or be empty unless --overwrite)")
+    add_output_arguments(parser, "timm")
     parser.add_argument("--variant", choices=sorted(VARIANTS), help="architecture of the checkpoint")
     parser.add_argument(
         "--variant-json",
@@ -456,10 +456,6 @@ def add_arguments(parser) -> None:
         "mlp_dim, patch_size[, resnet_depths, resnet_width, resnet_groups]); replaces --variant",
     )
     parser.add_argument("--image-size", type=int, help="input resolution (default: the checkpoint's position grid)")
-    parser.add_argument("--no-verify", action="store_true", help="write without comparing against timm")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs difference allowed")
-    parser.add_argument("--card", help="model card name in model_cards/")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
 
 
 def run(args) -> int:
@@ -471,9 +467,6 @@ def run(args) -> int:
         variant_name=args.variant if args.variant_json is None else None,
         variant=args.variant_json,
         image_size=args.image_size,
-        verify=not args.no_verify,
-        tolerance=args.tolerance,
-        card_name=args.card,
-        overwrite=args.overwrite,
+        **output_options(args),
     )
     return 0

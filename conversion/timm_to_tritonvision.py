@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..modeling.bit_backbone import make_divisible
-from .folder_writer import DEFAULT_TOLERANCE, ConversionError, verify_then_write
+from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
 
 SOURCE = "timm"
 HELP = "convert a timm ViT / DeiT / ViT-hybrid checkpoint (verified against timm before writing)"
@@ -477,9 +477,8 @@ def convert(
 
 def add_arguments(parser) -> None:
     parser.add_argument("model_name", help="timm model name, with or without a pretrained tag (vit_base_patch16_224)")
-    parser.add_argument("output_dir", help="folder to write (must not exist or be empty unless --overwrite)")
+    add_output_arguments(parser, "timm", card_default="from the timm name")
     parser.add_argument("--checkpoint", help="local timm state dict (.safetensors/.pth); without it timm downloads")
-    parser.add_argument("--no-verify", action="store_true", help="write without comparing against timm")
     parser.add_argument("--image-size", type=int, help="input resolution to build the model at (timm img_size)")
     parser.add_argument(
         "--timm-kwargs",
@@ -487,9 +486,6 @@ def add_arguments(parser) -> None:
         default=None,
         help="extra timm.create_model keyword arguments as JSON, e.g. '{\"depth\": 2}'",
     )
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs difference allowed")
-    parser.add_argument("--card", help="model card name in model_cards/ (default: from the timm name)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
 
 
 def run(args) -> int:
@@ -497,11 +493,8 @@ def run(args) -> int:
         args.model_name,
         args.output_dir,
         checkpoint=args.checkpoint,
-        verify=not args.no_verify,
         image_size=args.image_size,
         timm_kwargs=args.timm_kwargs,
-        tolerance=args.tolerance,
-        card_name=args.card,
-        overwrite=args.overwrite,
+        **output_options(args),
     )
     return 0
