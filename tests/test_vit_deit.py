@@ -146,3 +146,32 @@ def test_default_attention_is_triton_and_return_dict_false():
     assert model.config._attn_implementation == "triton"
     out = model(torch.randn(1, 3, 32, 32), return_dict=False)
     assert isinstance(out, tuple) and out[0].shape == (1, 2)
+
+
+@pytest.mark.interpret
+@pytest.mark.parametrize("model_cls", [tritonvision.ViTForImageClassification, tritonvision.DeiTForImageClassification])
+def test_forced_triton_kernel_matches_sdpa_outputs_and_gradients(monkeypatch, model_cls):
+    """With the kernel forced on the CPU (Triton's interpreter), the model equals its SDPA path in float32."""
+    from tritonvision.kernels import triton_attention
+
+    if not triton_attention.HAS_TRITON:
+        pytest.fail("triton is a runtime dependency and must be importable here")
+    launches = []
+    for name in ("_triton_forward", "_triton_backward"):
+        real = getattr(triton_attention, name)
+        monkeypatch.setattr(triton_attention, name, lambda *a, real=real, name=name: launches.append(name) or real(*a))
+    model = model_cls(model_cls.config_class(**TINY_VIT, num_labels=5)).train()
+    pixel_values, labels = torch.randn(2, 3, 32, 32), torch.tensor([1, 3])
+    results = {}
+    for implementation, force in (("sdpa", "0"), ("triton", "1")):
+        monkeypatch.setenv("TRITONVISION_FORCE_TRITON", force)
+        model.config._attn_implementation = implementation
+        model.zero_grad()
+        loss = model(pixel_values, labels=labels).loss
+        loss.backward()
+        results[implementation] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    layers = TINY_VIT["num_hidden_layers"]
+    assert sorted(launches) == ["_triton_backward"] * layers + ["_triton_forward"] * layers
+    torch.testing.assert_close(results["triton"][0], results["sdpa"][0], atol=1e-5, rtol=0)
+    for name, grad in results["sdpa"][1].items():
+        torch.testing.assert_close(results["triton"][1][name], grad, atol=1e-4, rtol=1e-4, msg=name)
