@@ -279,6 +279,13 @@ def test_triton_paths_match_reference(stock_folder, monkeypatch):
         return original(cost, *args, backend=backend, **kwargs)
 
     monkeypatch.setattr(detr_loss_module, "batched_linear_sum_assignment", recording)
+    from tritonvision.kernels import triton_attention
+
+    attention_launches = []
+    real_forward = triton_attention._triton_forward
+    monkeypatch.setattr(
+        triton_attention, "_triton_forward", lambda *a: attention_launches.append(1) or real_forward(*a)
+    )
     monkeypatch.setenv("TRITONVISION_FORCE_TRITON", "1")  # "auto" and "triton" run the kernels on CPU tensors
     pixel_values, pixel_mask = _batch()
     pixel_values, pixel_mask = pixel_values[:, :, :64, :64], pixel_mask[:, :64, :64]
@@ -288,6 +295,9 @@ def test_triton_paths_match_reference(stock_folder, monkeypatch):
         fused.matcher_backend = "triton"
         forced = fused(pixel_values, pixel_mask=pixel_mask, labels=LABELS)
     assert calls == ["scipy", "auto", "triton"]
+    # Encoder self-attention, decoder self- and cross-attention, in each of the two fused runs.
+    config = fused.config
+    assert len(attention_launches) == 2 * (config.encoder_layers + 2 * config.decoder_layers)
     for output in (actual, forced):
         _close(output.logits, expected.logits)
         _close(output.pred_boxes, expected.pred_boxes)
