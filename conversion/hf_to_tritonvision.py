@@ -18,6 +18,7 @@ import torch
 
 from .checkpoint_io import listing, random_pixels
 from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
+from .timm_to_tritonvision import timm_hybrid_backbone
 
 SOURCE = "hf"
 HELP = "convert a stock Transformers ViT / DeiT / DETR / ViT-hybrid folder or Hub repo (verified before writing)"
@@ -211,8 +212,6 @@ def build_timm_hybrid(config, num_classes: int):
     """timm's VisionTransformer on a ResNetV2 matching our config; `ConversionError` where timm has no equivalent."""
     from functools import partial
 
-    from timm.layers import GroupNormAct, StdConv2dSame
-    from timm.models.resnetv2 import ResNetV2
     from timm.models.vision_transformer_hybrid import _create_vision_transformer_hybrid
 
     settings = config.bit_settings()
@@ -230,17 +229,8 @@ def build_timm_hybrid(config, num_classes: int):
     if problems:
         raise ConversionError("no timm reference for this ViT-hybrid (" + "; ".join(problems) + "); pass --no-verify")
     channels = settings.stage_channels()
-    backbone = ResNetV2(
-        layers=tuple(settings.depths),
-        channels=tuple(channels[1:]),
-        stem_chs=channels[0],
-        num_classes=0,
-        global_pool="",
-        in_chans=settings.num_channels,
-        preact=False,
-        stem_type="same",
-        conv_layer=partial(StdConv2dSame, eps=1e-8),
-        norm_layer=partial(GroupNormAct, num_groups=settings.num_groups),
+    backbone = timm_hybrid_backbone(
+        settings.depths, channels[1:], channels[0], settings.num_groups, in_chans=settings.num_channels
     )
     patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
     return _create_vision_transformer_hybrid(

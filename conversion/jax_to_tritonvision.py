@@ -26,6 +26,7 @@ import torch
 
 from .checkpoint_io import listing, load_into, load_npz, random_pixels
 from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
+from .timm_to_tritonvision import timm_hybrid_backbone
 
 SOURCE = "jax"
 HELP = "convert a google-research/vision_transformer .npz checkpoint (verified against timm's .npz loader)"
@@ -365,22 +366,13 @@ def build_timm_reference(variant: JaxVariant, image_size: int, num_classes: int,
         num_classes=num_classes,
     )
     if variant.is_hybrid:
-        from functools import partial
-
-        from timm.layers import GroupNormAct, StdConv2dSame
-        from timm.models.resnetv2 import ResNetV2
         from timm.models.vision_transformer_hybrid import _create_vision_transformer_hybrid
 
-        backbone = ResNetV2(
-            layers=variant.resnet_depths,
-            channels=tuple(backbone_config(variant)["hidden_sizes"]),
-            stem_chs=variant.resnet_width,
-            num_classes=0,
-            global_pool="",
-            preact=False,
-            stem_type="same",
-            conv_layer=partial(StdConv2dSame, eps=1e-8),
-            norm_layer=partial(GroupNormAct, num_groups=variant.resnet_groups),
+        backbone = timm_hybrid_backbone(
+            variant.resnet_depths,
+            backbone_config(variant)["hidden_sizes"],
+            variant.resnet_width,
+            variant.resnet_groups,
         )
         model = _create_vision_transformer_hybrid(
             "vit_base_r50_s16_224", backbone=backbone, patch_size=variant.patch_size, **sizes

@@ -361,6 +361,28 @@ def processor_from_timm(model: nn.Module, variant: str):
     return processor_class(**settings)
 
 
+def timm_hybrid_backbone(depths, channels, stem_channels: int, num_groups: int, in_chans: int = 3) -> nn.Module:
+    """timm's ResNetV2 of the ViT-hybrid kind (`vit_base_r50_s16_*`): same-padded weight-standardised convs,
+    GroupNorm, no pre-activation, no head. The reference the hybrid converters compare against."""
+    from functools import partial
+
+    from timm.layers import GroupNormAct, StdConv2dSame
+    from timm.models.resnetv2 import ResNetV2
+
+    return ResNetV2(
+        layers=tuple(depths),
+        channels=tuple(channels),
+        stem_chs=stem_channels,
+        num_classes=0,
+        global_pool="",
+        in_chans=in_chans,
+        preact=False,
+        stem_type="same",
+        conv_layer=partial(StdConv2dSame, eps=1e-8),
+        norm_layer=partial(GroupNormAct, num_groups=num_groups),
+    )
+
+
 def load_checkpoint_file(path: str | Path) -> dict:
     """A state dict from a .safetensors / .pth / .bin file (timm's reader: `state_dict`/`model` wrappers too)."""
     path = Path(path)

@@ -70,3 +70,24 @@ def tiny_detr_config(**overrides):
     import tritonvision
 
     return tritonvision.DetrConfig(**{**TINY_DETR, **overrides})
+
+
+def tiny_timm_resnetv2(layers, channels, stem_chs: int, num_groups: int):
+    """timm's ResNetV2 as `vit_base_r50_s16_*` builds it (same-padded StdConv, GroupNorm, no pre-activation),
+    at test size: the independent reference for our BiT backbone and the hybrid converters."""
+    from functools import partial
+
+    from timm.layers import GroupNormAct, StdConv2dSame
+    from timm.models.resnetv2 import ResNetV2
+
+    return ResNetV2(
+        layers=layers,
+        channels=channels,
+        stem_chs=stem_chs,
+        num_classes=0,
+        global_pool="",
+        preact=False,
+        stem_type="same",
+        conv_layer=partial(StdConv2dSame, eps=1e-8),
+        norm_layer=partial(GroupNormAct, num_groups=num_groups),
+    )

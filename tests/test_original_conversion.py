@@ -9,7 +9,6 @@ inputs. Broken inputs must end with a one-line error and no output folder.
 
 import argparse
 import json
-from functools import partial
 
 import numpy as np
 import pytest
@@ -20,14 +19,14 @@ torchvision = pytest.importorskip("torchvision")
 
 import transformers  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
-from timm.layers import GroupNormAct, StdConv2dSame  # noqa: E402
-from timm.models.resnetv2 import ResNetV2  # noqa: E402
 from timm.models.vision_transformer_hybrid import _create_vision_transformer_hybrid  # noqa: E402
 from transformers import AutoModel, AutoModelForImageClassification, AutoModelForObjectDetection  # noqa: E402
 from transformers.dynamic_module_utils import get_class_from_dynamic_module  # noqa: E402
 
 from tritonvision.conversion import detr_to_tritonvision, timm_to_tritonvision  # noqa: E402
 from tritonvision.conversion.__main__ import main  # noqa: E402
+
+from helpers import tiny_timm_resnetv2  # noqa: E402
 
 TOLERANCE = 1e-4
 HIDDEN, HEADS, LAYERS, MLP = 32, 2, 2, 64
@@ -132,17 +131,7 @@ def timm_from_npz(npz_path, image_size, num_classes, hybrid=False):
         num_classes=num_classes,
     )
     if hybrid:
-        backbone = ResNetV2(
-            layers=(2, 1),
-            channels=(32, 64),
-            stem_chs=8,
-            num_classes=0,
-            global_pool="",
-            preact=False,
-            stem_type="same",
-            conv_layer=partial(StdConv2dSame, eps=1e-8),
-            norm_layer=partial(GroupNormAct, num_groups=4),
-        )
+        backbone = tiny_timm_resnetv2((2, 1), (32, 64), 8, 4)
         model = _create_vision_transformer_hybrid("vit_base_r50_s16_224", backbone=backbone, **sizes)
     else:
         model = timm.create_model("vit_base_patch16_224", patch_size=8, **sizes)
@@ -394,17 +383,7 @@ def test_hf_stock_folder_becomes_remote_code_folder(tmp_path, architecture):
 
 
 def test_hf_vit_hybrid_4x_layout_is_checked_against_timm(tmp_path):
-    backbone = ResNetV2(
-        layers=(2, 1),
-        channels=(32, 64),
-        stem_chs=8,
-        num_classes=0,
-        global_pool="",
-        preact=False,
-        stem_type="same",
-        conv_layer=partial(StdConv2dSame, eps=1e-8),
-        norm_layer=partial(GroupNormAct, num_groups=4),
-    )
+    backbone = tiny_timm_resnetv2((2, 1), (32, 64), 8, 4)
     timm_model = _create_vision_transformer_hybrid(
         "vit_base_r50_s16_224",
         backbone=backbone,

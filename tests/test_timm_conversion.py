@@ -6,7 +6,6 @@ checkpoints and converted through the CLI function; the folders are reloaded wit
 """
 
 import json
-from functools import partial
 
 import pytest
 import torch
@@ -14,9 +13,7 @@ from safetensors.torch import save_file
 
 timm = pytest.importorskip("timm")
 
-from timm.layers import GroupNormAct, StdConv2dSame  # noqa: E402
 from timm.models import register_model  # noqa: E402
-from timm.models.resnetv2 import ResNetV2  # noqa: E402
 from timm.models.vision_transformer_hybrid import _create_vision_transformer_hybrid  # noqa: E402
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification  # noqa: E402
 from transformers.dynamic_module_utils import get_class_from_dynamic_module  # noqa: E402
@@ -24,6 +21,8 @@ from transformers.dynamic_module_utils import get_class_from_dynamic_module  # n
 from tritonvision.conversion import VerificationError, verify_then_write  # noqa: E402
 from tritonvision.conversion import timm_to_tritonvision as timm_conversion  # noqa: E402
 from tritonvision.conversion.__main__ import main  # noqa: E402
+
+from helpers import tiny_timm_resnetv2  # noqa: E402
 
 TOLERANCE = 1e-4
 TINY_VIT = dict(embed_dim=32, depth=2, num_heads=2, img_size=32, patch_size=8)
@@ -34,17 +33,7 @@ if not timm.is_model(TINY_HYBRID):
     @register_model
     def tritonvision_test_tiny_r_s16_384(pretrained=False, **kwargs):
         """`vit_base_r50_s16_384`'s structure (same-padded StdConv ResNetV2 stages 1-3, 1x1 patches, 384 px)."""
-        backbone = ResNetV2(
-            layers=(2, 1, 2),
-            channels=(32, 64, 128),
-            stem_chs=16,
-            num_classes=0,
-            global_pool="",
-            preact=False,
-            stem_type="same",
-            conv_layer=partial(StdConv2dSame, eps=1e-8),
-            norm_layer=partial(GroupNormAct, num_groups=8),
-        )
+        backbone = tiny_timm_resnetv2((2, 1, 2), (32, 64, 128), 16, 8)
         model_args = dict(embed_dim=32, depth=2, num_heads=2, img_size=384)
         return _create_vision_transformer_hybrid(
             "vit_base_r50_s16_384", backbone=backbone, pretrained=pretrained, **dict(model_args, **kwargs)

@@ -21,6 +21,8 @@ from tritonvision.modeling.configuration_vit_hybrid import ViTHybridConfig
 from tritonvision.modeling.image_processing_vit_hybrid import ViTHybridImageProcessor
 from tritonvision.modeling.modeling_vit_hybrid import ViTHybridForImageClassification, ViTHybridModel
 
+from helpers import tiny_timm_resnetv2
+
 TINY_BIT = dict(
     embedding_size=16,
     hidden_sizes=[32, 64, 128],
@@ -143,23 +145,12 @@ def test_transformers_4_folder_loads_without_missing_or_unexpected(tmp_path):
 
 def test_matches_timm_hybrid_outputs_and_gradients():
     timm = pytest.importorskip("timm")
-    from timm.layers import GroupNormAct, HybridEmbed, StdConv2dSame
-    from timm.models.resnetv2 import ResNetV2
+    from timm.layers import HybridEmbed
     from timm.models.vision_transformer import VisionTransformer
 
     from tritonvision.conversion.timm_to_tritonvision import convert_timm_model
 
-    backbone = ResNetV2(
-        layers=(2, 1, 2),
-        channels=(32, 64, 128),
-        stem_chs=16,
-        num_classes=0,
-        global_pool="",
-        preact=False,
-        stem_type="same",
-        conv_layer=partial(StdConv2dSame, eps=1e-8),
-        norm_layer=partial(GroupNormAct, num_groups=8),
-    )
+    backbone = tiny_timm_resnetv2((2, 1, 2), (32, 64, 128), 16, 8)
     reference = VisionTransformer(
         img_size=64,
         patch_size=1,
