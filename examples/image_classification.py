@@ -498,6 +498,15 @@ def save_and_push(args, accelerator, model, processor, card: str) -> None:
             )
 
 
+def finish_run(args, accelerator, model, processor, result: dict, task: str, data: str, auto_class: str) -> None:
+    """Both examples end alike: the final folder with a model card, and `all_results.json` beside it."""
+    metrics = {k: v for k, v in result.items() if k != "train_losses"}
+    card = model_card(args, accelerator.unwrap_model(model), task, data, metrics, auto_class)
+    save_and_push(args, accelerator, model, processor, card)
+    if accelerator.is_main_process:
+        Path(args.output_dir, "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------------------
@@ -589,18 +598,10 @@ def run(args: argparse.Namespace, accelerator: Accelerator) -> dict:
     )
     if args.output_dir is not None:
         data = args.dataset_name or args.train_dir or "scikit-learn digits (8x8, upsampled), 80/20 held-out split"
-        metrics = {k: v for k, v in result.items() if k != "train_losses"}
-        card = model_card(
-            args,
-            accelerator.unwrap_model(model),
-            "image-classification",
-            f"{data}: {len(dataset['train'])} training, {len(dataset['validation'])} evaluation images",
-            metrics,
-            "AutoModelForImageClassification",
+        data = f"{data}: {len(dataset['train'])} training, {len(dataset['validation'])} evaluation images"
+        finish_run(
+            args, accelerator, model, processor, result, "image-classification", data, "AutoModelForImageClassification"
         )
-        save_and_push(args, accelerator, model, processor, card)
-        if accelerator.is_main_process:
-            Path(args.output_dir, "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return result
 
 

@@ -37,23 +37,17 @@ from digits_data import write_digits_detection_coco
 from image_classification import (
     add_training_arguments,
     check_training_arguments,
+    finish_run,
     generated_data_dir,
     load_pretrained,
     make_accelerator,
     make_dataloader,
     make_optimizer_and_scheduler,
-    model_card,
-    save_and_push,
     set_threads,
     train_and_evaluate,
 )
 
-try:
-    from tritonvision import DetrConfig, DetrForObjectDetection, DetrImageProcessor
-except ImportError:  # the package exports them once the DETR family is wired in
-    from tritonvision.modeling.configuration_detr import DetrConfig
-    from tritonvision.modeling.image_processing_detr import DetrImageProcessor
-    from tritonvision.modeling.modeling_detr import DetrForObjectDetection
+from tritonvision import DetrConfig, DetrForObjectDetection, DetrImageProcessor
 
 COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -428,18 +422,8 @@ def run(args: argparse.Namespace, accelerator) -> dict:
                 "image, COCO format; validation canvases use held-out digits)"
             )
         )
-        metrics = {k: v for k, v in result.items() if k != "train_losses"}
-        card = model_card(
-            args,
-            accelerator.unwrap_model(model),
-            "object-detection",
-            f"{data}: {len(dataset['train'])} training, {len(dataset['validation'])} evaluation images",
-            metrics,
-            "AutoModelForObjectDetection",
-        )
-        save_and_push(args, accelerator, model, processor, card)
-        if accelerator.is_main_process:
-            Path(args.output_dir, "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        data = f"{data}: {len(dataset['train'])} training, {len(dataset['validation'])} evaluation images"
+        finish_run(args, accelerator, model, processor, result, "object-detection", data, "AutoModelForObjectDetection")
     return result
 
 
