@@ -102,18 +102,18 @@ def key_padding_from_attention_mask(attention_mask: torch.Tensor | None, num_key
     """Turn a Transformers 4-D attention mask into a `(B, Nk)` key padding mask, if it is one.
 
     Transformers hands attention functions either a bool mask (True = attend) or an additive float mask,
-    shaped `(B, 1 or H, 1 or Nq, Nk)`. Only masks that are the same for every head and every query are key
-    padding; anything else returns None and the caller must take the general path.
+    shaped `(B, 1 or H, 1 or Nq, Nk)`. A mask is key padding when it cannot vary over heads and queries: those
+    dimensions have size 1 or stride 0 (broadcast). That is decided from the layout alone, never by reading the
+    mask, so this costs no host synchronisation; anything else returns None and takes the general path.
     """
     if attention_mask is None:
         return None
     if attention_mask.dim() != 4 or attention_mask.shape[-1] != num_keys:
         raise ValueError(f"expected a (B, 1, Nq, {num_keys}) attention mask, got {tuple(attention_mask.shape)}")
-    padded = ~attention_mask if attention_mask.dtype == torch.bool else attention_mask < -1e4
-    first = padded[:, :1, :1, :]
-    if padded.shape[1] * padded.shape[2] > 1 and not torch.equal(padded, first.expand_as(padded)):
+    if any(attention_mask.shape[d] > 1 and attention_mask.stride(d) != 0 for d in (1, 2)):
         return None
-    return first[:, 0, 0, :]
+    row = attention_mask[:, 0, 0, :]
+    return ~row if row.dtype == torch.bool else row < -1e4
 
 
 def transformers_triton_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

@@ -51,11 +51,14 @@ def test_bad_arguments_raise():
 
 
 def test_key_padding_from_transformers_masks():
-    additive = torch.zeros(2, 1, 3, 5)
+    additive = torch.zeros(2, 1, 1, 5)
     additive[1, ..., 3:] = torch.finfo(torch.float32).min
-    assert key_padding_from_attention_mask(additive, 5).tolist() == [[False] * 5, [False] * 3 + [True] * 2]
+    expected = [[False] * 5, [False] * 3 + [True] * 2]
+    assert key_padding_from_attention_mask(additive, 5).tolist() == expected
+    broadcast = (additive == 0).expand(2, 1, 3, 5)  # bool, True = attend, the same row for every query
+    assert key_padding_from_attention_mask(broadcast, 5).tolist() == expected
     causal = torch.ones(1, 1, 3, 3, dtype=torch.bool).tril()
-    assert key_padding_from_attention_mask(causal, 3) is None  # not key padding: the general path
+    assert key_padding_from_attention_mask(causal, 3) is None  # varies over queries: the general path
 
 
 def test_stock_transformers_vit_runs_with_triton_attention(monkeypatch):
