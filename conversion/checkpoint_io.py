@@ -7,6 +7,7 @@ no code from a checkpoint ever runs.
 """
 
 import argparse
+import re
 import zipfile
 from pathlib import Path
 
@@ -124,3 +125,12 @@ def load_into(model: torch.nn.Module, state_dict: dict, what: str) -> torch.nn.M
 def random_pixels(batch_size: int, channels: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
     """The verification input: a fixed-seed standard normal batch (the same for reference and ours)."""
     return torch.randn(batch_size, channels, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def rename(key: str, table) -> str | None:
+    """The first `(regex, replacement)` of `table` that matches all of `key`, applied; None when none does."""
+    for pattern, replacement in table:
+        match = re.fullmatch(pattern, key)
+        if match:
+            return match.expand(replacement)
+    return None

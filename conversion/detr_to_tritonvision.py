@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint_io import listing, load_into, load_torch_checkpoint
+from .checkpoint_io import listing, load_into, load_torch_checkpoint, rename
 from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
 
 SOURCE = "detr"
@@ -139,13 +139,11 @@ def convert_state_dict(state_dict: dict) -> dict:
                     converted[f"{match.expand(module)}.{name}.{match.group(2)}"] = part.clone()
                 break
         else:
-            for pattern, replacement in RENAMES:
-                match = re.fullmatch(pattern, key)
-                if match:
-                    converted[match.expand(replacement)] = tensor
-                    break
-            else:
+            target = rename(key, RENAMES)
+            if target is None:
                 unplaced.append(key)
+            else:
+                converted[target] = tensor
     if unplaced:
         raise ConversionError(f"{len(unplaced)} tensors of the checkpoint have no counterpart: {listing(unplaced)}")
     return converted

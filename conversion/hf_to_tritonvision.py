@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint_io import listing, random_pixels
+from .checkpoint_io import listing, random_pixels, rename
 from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
 from .timm_to_tritonvision import timm_hybrid_backbone
 
@@ -194,13 +194,11 @@ def timm_state_dict_from_hybrid(state_dict: dict, prefix: str) -> dict:
             continue
         if name.startswith("pooler."):
             continue
-        for pattern, replacement in HYBRID_TO_TIMM:
-            match = re.fullmatch(pattern, name)
-            if match:
-                converted[match.expand(replacement)] = tensor
-                break
-        else:
+        target = rename(name, HYBRID_TO_TIMM)
+        if target is None:
             unplaced.append(key)
+        else:
+            converted[target] = tensor
     if unplaced:
         raise ConversionError(f"ViT-hybrid tensors without a timm counterpart: {listing(unplaced)}")
     for (layer, kind), parts in fused.items():

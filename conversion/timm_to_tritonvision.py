@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..modeling.bit_backbone import make_divisible
+from .checkpoint_io import rename
 from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
 
 SOURCE = "timm"
@@ -127,14 +128,6 @@ def has_classifier(state_dict: dict, variant: str) -> bool:
     return any(w is not None and w.numel() > 0 and (w.is_meta or bool(torch.any(w != 0))) for w in weights)
 
 
-def _rename(key: str, table) -> str | None:
-    for pattern, replacement in table:
-        match = re.fullmatch(pattern, key)
-        if match:
-            return match.expand(replacement)
-    return None
-
-
 def convert_state_dict(timm_state_dict: dict, variant: str | None = None, model_name: str | None = None) -> dict:
     """Rename a timm state dict to our on-disk names; raise `ConversionError` listing tensors we cannot place.
 
@@ -163,9 +156,9 @@ def convert_state_dict(timm_state_dict: dict, variant: str | None = None, model_
             continue
         if key in head_names:
             if classify:
-                converted[_rename(key, HEAD_RENAMES[variant])] = tensor
+                converted[rename(key, HEAD_RENAMES[variant])] = tensor
             continue
-        name = _rename(key, body_table)
+        name = rename(key, body_table)
         if name is None:
             unplaced.append(key)
         else:
