@@ -79,7 +79,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         "--num_threads",
         type=int,
         default=None,
-        help="torch.set_num_threads; default 1 for the small from-scratch models on CPU (tiny matrices: more "
+        help="torch.set_num_threads; default 1 for the small from-scratch ViT on CPU (tiny matrices: more "
         "threads only add synchronisation, badly so on a shared machine), else PyTorch's choice.",
     )
     add("--checkpointing_steps", type=str, default=None, help='Save state every N optimizer steps, or "epoch".')
@@ -106,12 +106,13 @@ def check_training_arguments(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def set_threads(args: argparse.Namespace, accelerator: Accelerator):
-    """Apply `--num_threads` (default: one thread for the small from-scratch models on a CPU) while the block
-    runs; the previous count comes back afterwards, so in-process callers (the tests) are left as they were."""
+def set_threads(args: argparse.Namespace, accelerator: Accelerator, from_scratch_threads: int | None = 1):
+    """Apply `--num_threads` while the block runs (default: `from_scratch_threads` for a from-scratch model on
+    a CPU, else PyTorch's choice); the previous count comes back afterwards, so in-process callers (the tests)
+    are left as they were."""
     threads = args.num_threads
     if threads is None and args.model_name_or_path is None and accelerator.device.type == "cpu":
-        threads = 1
+        threads = from_scratch_threads
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -279,30 +280,19 @@ def build_model(args: argparse.Namespace, labels: list[str]):
 # ----------------------------------------------------------------------------------------------------------
 # Metric
 # ----------------------------------------------------------------------------------------------------------
-class Accuracy:
-    """Fraction of exact matches, with `evaluate`'s add_batch/compute interface.
+ACCURACY_METRIC = Path(__file__).resolve().parent / "metrics" / "accuracy.py"
 
-    Why not `evaluate.load("accuracy")`: evaluate 0.4 does not ship its metric scripts, it fetches
-    `accuracy.py` from the Hub (impossible offline) and its import alone costs seconds per call.
-    """
 
-    def __init__(self):
-        self.correct, self.total = 0, 0
+def load_accuracy_metric():
+    """`evaluate`'s accuracy, read from the copy shipped in `examples/metrics/` (the Hub's needs the network)."""
+    import evaluate
 
-    def add_batch(self, predictions, references):
-        predictions, references = np.asarray(predictions), np.asarray(references)
-        self.correct += int((predictions == references).sum())
-        self.total += len(references)
-
-    def compute(self):
-        accuracy = self.correct / max(self.total, 1)
-        self.correct, self.total = 0, 0
-        return {"accuracy": accuracy}
+    return evaluate.load(str(ACCURACY_METRIC), keep_in_memory=True)
 
 
 def evaluate_classifier(model, dataloader, accelerator: Accelerator) -> dict[str, float]:
     model.eval()
-    metric = Accuracy()
+    metric = load_accuracy_metric()
     for batch in dataloader:
         with torch.no_grad():
             logits = model(pixel_values=batch["pixel_values"]).logits

@@ -160,6 +160,20 @@ def test_classification_cached_tensors_match_per_batch_preprocessing(digit_folde
     assert streamed["eval_accuracy"] == cached["eval_accuracy"]
 
 
+def test_accuracy_metric_loads_offline_through_evaluate():
+    from sklearn.metrics import accuracy_score
+
+    metric = image_classification.load_accuracy_metric()
+    rng = np.random.default_rng(0)
+    predictions, references = rng.integers(0, 4, size=(2, 50))
+    for start in (0, 20):  # two batches, as the evaluation loop adds them
+        stop = start + 20 if start == 0 else 50
+        metric.add_batch(predictions=predictions[start:stop], references=references[start:stop])
+    assert metric.compute()["accuracy"] == pytest.approx(accuracy_score(references, predictions))
+    with pytest.raises(ValueError, match="at least one"):
+        image_classification.load_accuracy_metric().compute(predictions=[], references=[])
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Object detection (DETR: ResNet-18 DC5, one encoder and one decoder layer of width 32, 5 queries, 48 px)
 # ------------------------------------------------------------------------------------------------------------
@@ -181,8 +195,8 @@ def detection_argv(canvas_coco, output_dir, *extra):
     for split in ("train", "validation"):
         data += [f"--{split}_annotations", str(canvas_coco[f"{split}_annotations"])]
         data += [f"--{split}_images", str(canvas_coco[f"{split}_images"])]
-    sizes = ["--train_sizes", "40", "48", "--image_size", "48", "--max_size", "56"]
-    tiny = ["--d_model", "32", "--num_layers", "1", "--num_queries", "5"]
+    sizes = ["--train_sizes", "40", "48", "--image_size", "48", "--max_size", "56", "--hflip_probability", "0.5"]
+    tiny = ["--d_model", "32", "--num_layers", "1", "--num_queries", "5", "--backbone_pretrain_steps", "2"]
     return [*data, *sizes, *tiny, "--output_dir", str(output_dir), "--seed", "5", *extra]
 
 
@@ -221,8 +235,42 @@ def test_detection_learns_and_saves_a_loadable_folder(canvas_coco, tmp_path):
     torch.testing.assert_close(outputs.pred_boxes, expected.pred_boxes, atol=1e-5, rtol=1e-4)
 
 
+def test_from_scratch_detr_starts_with_distinct_queries():
+    # Transformers' N(0, 0.02) init makes the object queries identical in practice: every query predicts the
+    # same box. The from-scratch model (DETR authors' init) must start with queries that differ.
+    torch.manual_seed(0)
+    model, _ = object_detection.small_detr([str(d) for d in range(10)], 48, 56, d_model=32, num_layers=1)
+    stock = type(model)(model.config)
+    object_detection.train_backbone_from_scratch(stock)
+    pixel_values = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        spread = model.eval()(pixel_values=pixel_values).pred_boxes.std(dim=1).mean()
+        stock_spread = stock.eval()(pixel_values=pixel_values).pred_boxes.std(dim=1).mean()
+    assert stock_spread < 1e-4 and spread > 1e-3, (stock_spread, spread)
+    assert model.model.query_position_embeddings.weight.std().item() == pytest.approx(1.0, abs=0.1)
+
+
+def test_backbone_pretraining_learns_the_training_tags(canvas_coco):
+    from accelerate import Accelerator
+
+    rows, labels = object_detection.coco_to_dataset(canvas_coco["train_annotations"], canvas_coco["train_images"])
+    model, processor = object_detection.small_detr(labels, 48, 56, d_model=32, num_layers=1, num_queries=5)
+    pixel_values, tags = object_detection.image_tags(rows, processor, 16, num_labels=10)
+    assert pixel_values.shape == (12, 3, 16, 16)
+    for row_tags, objects in zip(tags, rows["objects"]):
+        assert row_tags.nonzero().flatten().tolist() == sorted(set(objects["category"]))
+
+    args = object_detection.parse_args(["--backbone_pretrain_steps", "60", "--backbone_pretrain_size", "16"])
+    before = {name: p.clone() for name, p in model.model.backbone.named_parameters()}
+    accuracy = object_detection.pretrain_backbone(model, rows, processor, args, Accelerator(cpu=True))
+    # 12 images memorised; answering "absent" for every class would score 1 - tags.mean() (about 0.85).
+    assert accuracy > 0.95 > 1 - tags.mean().item(), accuracy
+    assert all(not torch.equal(before[name], p) for name, p in model.model.backbone.named_parameters())
+
+
 def test_detection_resume_replays_the_uninterrupted_run(canvas_coco, tmp_path):
     common = ("--per_device_train_batch_size", "4", "--max_train_steps", "5", "--checkpointing_steps", "2")
+    common += ("--dropout", "0.1")  # the default is 0; the replay must also hold with dropout drawing random numbers
     full = object_detection.main(detection_argv(canvas_coco, tmp_path / "full", *common))
     resume = ("--resume_from_checkpoint", str(tmp_path / "full" / "step_2"))
     resumed = object_detection.main(detection_argv(canvas_coco, tmp_path / "resumed", *common, *resume))
