@@ -104,6 +104,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     check_training_arguments(args)
+    if not 0.0 <= args.hflip_probability <= 1.0:
+        raise ValueError(f"--hflip_probability must be in [0, 1], got {args.hflip_probability}")
+    if args.backbone_pretrain_steps < 0:
+        raise ValueError(f"--backbone_pretrain_steps must be >= 0, got {args.backbone_pretrain_steps}")
     return args
 
 

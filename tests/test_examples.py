@@ -260,6 +260,9 @@ def test_backbone_pretraining_learns_the_training_tags(canvas_coco):
     for row_tags, objects in zip(tags, rows["objects"]):
         assert row_tags.nonzero().flatten().tolist() == sorted(set(objects["category"]))
 
+    for bad in (["--hflip_probability", "1.5"], ["--backbone_pretrain_steps", "-1"]):
+        with pytest.raises(ValueError, match=bad[0]):
+            object_detection.parse_args(bad)
     args = object_detection.parse_args(["--backbone_pretrain_steps", "60", "--backbone_pretrain_size", "16"])
     before = {name: p.clone() for name, p in model.model.backbone.named_parameters()}
     accuracy = object_detection.pretrain_backbone(model, rows, processor, args, Accelerator(cpu=True))
