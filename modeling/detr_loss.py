@@ -18,7 +18,6 @@ computed from those predictions as they are and comes out NaN / inf, so that div
 """
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from ..kernels.hungarian import batched_linear_sum_assignment, detr_matching_cost
@@ -191,29 +190,6 @@ def detr_loss(
                 if name in weights:
                     loss = loss + weights[name] * values[layer]
     return loss, loss_dict
-
-
-class DetrLoss(nn.Module):
-    """Module form of `detr_loss` for training loops that want one (`backend` picks the matcher)."""
-
-    def __init__(self, config, backend: str = "auto"):
-        super().__init__()
-        self.config = config
-        self.backend = backend
-
-    def forward(self, logits, pred_boxes, labels, auxiliary_logits=None, auxiliary_boxes=None):
-        class_labels, boxes, num_targets = targets_from_labels(labels, logits.device)
-        return detr_loss(
-            logits,
-            pred_boxes,
-            class_labels,
-            boxes,
-            num_targets,
-            self.config,
-            auxiliary_logits,
-            auxiliary_boxes,
-            backend=self.backend,
-        )
 
 
 def targets_from_labels(labels, device):
