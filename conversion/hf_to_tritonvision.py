@@ -18,7 +18,7 @@ import torch
 
 from .checkpoint_io import listing, random_pixels, rename
 from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
-from .timm_to_tritonvision import timm_hybrid_backbone
+from .timm_to_tritonvision import comparison_for, timm_hybrid_backbone
 
 SOURCE = "hf"
 HELP = "convert a stock Transformers ViT / DeiT / DETR / ViT-hybrid folder or Hub repo (verified before writing)"
@@ -257,18 +257,7 @@ def timm_hybrid_comparison(model, classify: bool):
     prefix = "vit." if classify else ""
     load_into(reference, timm_state_dict_from_hybrid(model.state_dict(), prefix), "the ViT-hybrid's tensors")
     reference.eval()
-
-    def compare():
-        height, width = _image_size(model.config)
-        pixels = random_pixels(2, model.config.num_channels, height, width)
-        features = reference.forward_features(pixels)
-        base = model.vit if classify else model
-        pairs = [("last_hidden_state", features, base(pixels).last_hidden_state)]
-        if classify:
-            pairs.append(("logits", reference.forward_head(features), model(pixels).logits))
-        return pairs
-
-    return compare
+    return comparison_for(reference, model, classify)
 
 
 def convert(

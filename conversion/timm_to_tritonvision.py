@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..modeling.bit_backbone import make_divisible
-from .checkpoint_io import rename
+from .checkpoint_io import random_pixels, rename
 from .folder_writer import DEFAULT_TOLERANCE, ConversionError, add_output_arguments, output_options, verify_then_write
 
 SOURCE = "timm"
@@ -456,8 +456,7 @@ def comparison_for(timm_model: nn.Module, model: nn.Module, classify: bool, batc
 
     def compare():
         height, width = timm_model.patch_embed.img_size
-        channels = model.config.num_channels
-        pixels = torch.randn(batch_size, channels, height, width, generator=torch.Generator().manual_seed(seed))
+        pixels = random_pixels(batch_size, model.config.num_channels, height, width, seed)
         reference_features = timm_model.forward_features(pixels)
         base = getattr(model, model.base_model_prefix) if classify else model
         pairs = [("last_hidden_state", reference_features, base(pixels).last_hidden_state)]
