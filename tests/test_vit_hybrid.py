@@ -21,16 +21,8 @@ from tritonvision.modeling.configuration_vit_hybrid import ViTHybridConfig
 from tritonvision.modeling.image_processing_vit_hybrid import ViTHybridImageProcessor
 from tritonvision.modeling.modeling_vit_hybrid import ViTHybridForImageClassification, ViTHybridModel
 
-from helpers import tiny_timm_resnetv2
+from helpers import TINY_BIT_BACKBONE, tiny_hybrid_config, tiny_timm_resnetv2
 
-TINY_BIT = dict(
-    embedding_size=16,
-    hidden_sizes=[32, 64, 128],
-    depths=[2, 1, 2],
-    num_groups=8,
-    global_padding="same",
-    out_features=["stage3"],
-)
 # google/vit-hybrid-base-bit-384's backbone, as Transformers 4.x's conversion script configured it.
 HUB_BACKBONE = dict(
     global_padding="same",
@@ -39,20 +31,6 @@ HUB_BACKBONE = dict(
     out_features=["stage3"],
     embedding_dynamic_padding=True,
 )
-
-
-def tiny_config(**overrides) -> ViTHybridConfig:
-    backbone = dict(TINY_BIT, layer_type="bottleneck", embedding_dynamic_padding=True)
-    fields = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=64,
-        backbone_config=backbone,
-        num_labels=5,
-    )
-    return ViTHybridConfig(**{**fields, **overrides})
 
 
 def randomize_(module):
@@ -64,7 +42,7 @@ def randomize_(module):
 
 @pytest.mark.parametrize("layer_type, dynamic", [("bottleneck", True), ("preactivation", False)])
 def test_bit_backbone_matches_transformers(layer_type, dynamic):
-    settings = dict(TINY_BIT, layer_type=layer_type, embedding_dynamic_padding=dynamic)
+    settings = dict(TINY_BIT_BACKBONE, layer_type=layer_type, embedding_dynamic_padding=dynamic)
     stock = randomize_(StockBitBackbone(BitConfig(**settings)))
     ours = BitBackbone(BitSettings.from_dict(settings)).eval()
     ours.load_state_dict(stock.state_dict(), strict=True)  # same tensor names, nothing left over
@@ -108,9 +86,10 @@ def test_tensor_names_are_those_of_the_hub_checkpoint(tmp_path):
 
 
 def test_transformers_4_folder_loads_without_missing_or_unexpected(tmp_path):
-    source = randomize_(ViTHybridForImageClassification(tiny_config()))
+    config = tiny_hybrid_config()
+    source = randomize_(ViTHybridForImageClassification(config))
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "model.safetensors"))
-    bit = BitConfig(**TINY_BIT, layer_type="bottleneck", embedding_dynamic_padding=True)
+    bit = BitConfig(**TINY_BIT_BACKBONE)
     hub_config = {
         "architectures": ["ViTHybridForImageClassification"],
         "model_type": "vit-hybrid",
@@ -119,7 +98,7 @@ def test_transformers_4_folder_loads_without_missing_or_unexpected(tmp_path):
         "hidden_size": 32,
         "num_hidden_layers": 2,
         "num_attention_heads": 2,
-        "intermediate_size": 64,
+        "intermediate_size": config.intermediate_size,
         "hidden_act": "gelu",
         "image_size": 64,
         "patch_size": 1,
@@ -193,7 +172,7 @@ def test_processor_matches_timm_eval_transform():
 
 
 def test_interpolated_position_embeddings_and_bare_model():
-    model = randomize_(ViTHybridModel(tiny_config()))
+    model = randomize_(ViTHybridModel(tiny_hybrid_config()))
     with torch.no_grad():
         output = model(torch.randn(1, 3, 96, 96), interpolate_pos_encoding=True)
     assert output.last_hidden_state.shape == (1, 1 + 6 * 6, 32)
@@ -203,7 +182,7 @@ def test_interpolated_position_embeddings_and_bare_model():
 
 
 def test_saved_folder_loads_as_remote_code_without_tritonvision(tmp_path):
-    model = randomize_(ViTHybridForImageClassification(tiny_config()))
+    model = randomize_(ViTHybridForImageClassification(tiny_hybrid_config()))
     model.save_pretrained(tmp_path)
     ViTHybridImageProcessor().save_pretrained(tmp_path)
     pixels = torch.randn(1, 3, 64, 64)
