@@ -404,9 +404,9 @@ def pretrain_backbone(model, rows: datasets.Dataset, processor, args, accelerato
         loss.backward()
         optimizer.step()
         scheduler.step()
-        correct.append(((logits > 0) == (targets > 0.5)).float().mean().item())
+        correct.append(((logits > 0) == (targets > 0.5)).float().mean().detach())  # read once, at the end
         progress.set_postfix(loss=f"{loss.item():.3f}")
-    accuracy = float(np.mean(correct[-50:]))
+    accuracy = torch.stack(correct[-50:]).double().mean().item()
     logger.info(f"backbone pretraining: {len(tags)} images, {steps} steps, tag accuracy {accuracy:.3f}")
     return accuracy
 
